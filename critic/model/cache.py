@@ -1,0 +1,135 @@
+"""KV cache for Gemma 2's hybrid attention.
+
+Sliding-window layers never look further back than `sliding_window` keys, so they
+keep a fixed ring of W slots (keys are cached after RoPE, and masked by absolute
+index); global layers keep every key. At length L this stores (L + W) per pair of
+layers instead of 2L, a saving that tends to one half.
+
+All rows of a batch advance together (padding is explicit, as in transformers), so
+one index counter and one padding mask serve every layer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from critic.model.config import GLOBAL, CriticConfig
+
+
+class KVCache:
+    # Duck-typed for transformers' generate(): it only asks these of a model-made cache.
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self, config: CriticConfig, max_length: int | None = None) -> None:
+        self.window = config.sliding_window
+        self.is_global = [t == GLOBAL for t in config.layer_types]
+        self.max_length = max_length
+        self.seen = 0  # tokens already in the cache (including left padding)
+        self.valid: torch.Tensor | None = None  # [B, capacity] bool: which past tokens are real
+        self.keys: list[torch.Tensor | None] = [None] * config.num_hidden_layers
+        self.values: list[torch.Tensor | None] = [None] * config.num_hidden_layers
+
+    @property
+    def is_linear(self) -> list[bool]:
+        return [False] * len(self.keys)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen
+
+    def _capacity(self, needed: int) -> int:
+        if self.max_length is not None and needed <= self.max_length:
+            return self.max_length
+        return max(needed, 2 * (self.valid.shape[1] if self.valid is not None else 0), 64)
+
+    # -- called once per forward, before the layers --------------------------------
+
+    def append_padding_mask(self, new_valid: torch.Tensor) -> None:
+        """Record which of the T incoming tokens are real ([B, T] bool)."""
+        b, t = new_valid.shape
+        end = self.seen + t
+        if self.valid is None or self.valid.shape[1] < end:
+            grown = new_valid.new_zeros(b, self._capacity(end))
+            if self.valid is not None:
+                grown[:, : self.seen] = self.valid[:, : self.seen]
+            self.valid = grown
+        self.valid[:, self.seen : end] = new_valid
+
+    def key_indices(self, layer_global: bool, t: int) -> torch.Tensor | None:
+        """Absolute index of each key the next T queries attend over (-1 = empty slot).
+
+        None means "only the T new keys" (nothing cached yet on this layer type).
+        """
+        device = self.valid.device
+        if layer_global:
+            return torch.arange(self.seen + t, device=device)
+        slots = torch.arange(self.window, device=device)
+        if t == 1:  # write-then-attend: the ring already holds the new key
+            last = self.seen
+            return last - torch.remainder(last - slots, self.window)
+        if self.seen == 0:
+            return None
+        last = self.seen - 1
+        ring = last - torch.remainder(last - slots, self.window)
+        return torch.cat([ring, torch.arange(self.seen, self.seen + t, device=device)])
+
+    # -- called by each attention layer --------------------------------------------
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's keys/values ([B, KVH, T, D]); return those to attend over."""
+        if self.is_global[layer_idx]:
+            return self._update_global(layer_idx, k, v)
+        return self._update_ring(layer_idx, k, v)
+
+    def _update_global(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.seen + k.shape[2]
+        if self.keys[i] is None or self.keys[i].shape[2] < end:
+            b, h, _, d = k.shape
+            cap = self.valid.shape[1]
+            new_k, new_v = k.new_zeros(b, h, cap, d), v.new_zeros(b, h, cap, d)
+            if self.keys[i] is not None:
+                new_k[:, :, : self.seen] = self.keys[i][:, :, : self.seen]
+                new_v[:, :, : self.seen] = self.values[i][:, :, : self.seen]
+            self.keys[i], self.values[i] = new_k, new_v
+        self.keys[i][:, :, self.seen : end] = k
+        self.values[i][:, :, self.seen : end] = v
+        return self.keys[i][:, :, :end], self.values[i][:, :, :end]
+
+    def _update_ring(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t, w = k.shape[2], self.window
+        if self.keys[i] is None:
+            b, h, _, d = k.shape
+            self.keys[i], self.values[i] = k.new_zeros(b, h, w, d), v.new_zeros(b, h, w, d)
+        ring_k, ring_v = self.keys[i], self.values[i]
+        if t == 1:
+            slot = self.seen % w
+            ring_k[:, :, slot] = k[:, :, 0]
+            ring_v[:, :, slot] = v[:, :, 0]
+            return ring_k, ring_v
+        # Several new tokens: attend over the old ring plus all of them, then keep the last W.
+        if self.seen == 0:
+            out_k, out_v = k, v
+        else:
+            out_k, out_v = torch.cat([ring_k, k], dim=2), torch.cat([ring_v, v], dim=2)
+        keep = min(t, w)
+        slots = torch.arange(self.seen + t - keep, self.seen + t, device=k.device) % w
+        ring_k[:, :, slots] = k[:, :, t - keep :]
+        ring_v[:, :, slots] = v[:, :, t - keep :]
+        return out_k, out_v
+
+    # -- called once per forward, after the layers ---------------------------------
+
+    def advance(self, t: int) -> None:
+        self.seen += t
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """Follow beams/rows picked by a search (transformers' beam search calls this)."""
+        self.valid = self.valid.index_select(0, beam_idx.to(self.valid.device))
+        for i, k in enumerate(self.keys):
+            if k is not None:
+                self.keys[i] = k.index_select(0, beam_idx.to(k.device))
+                self.values[i] = self.values[i].index_select(0, beam_idx.to(k.device))
+
+    def nbytes(self) -> int:
+        """Bytes held by keys and values (what the sliding-window ring saves on)."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
