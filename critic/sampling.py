@@ -55,12 +55,13 @@ def generate(
 ) -> list[list[int]]:
     """New tokens for each prompt, cut after the first stop id (which is kept)."""
     pad = model.config.pad_token_id
-    ids, mask = left_pad(prompts, pad)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    device = model.lm_head.weight.device
+    ids, mask = (t.to(device) for t in left_pad(prompts, pad))
+    generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     cache = KVCache(model.config, max_length=ids.shape[1] + max_new_tokens)
     logits, position = prefill(model, ids, mask, cache)
-    stops = torch.tensor(list(stop_ids), dtype=torch.long)
-    done = torch.zeros(len(prompts), dtype=torch.bool)
+    stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     out = []
     for step in range(max_new_tokens):
         token = sample_next(logits, temperature, generator)
