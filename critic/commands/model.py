@@ -97,7 +97,11 @@ def generate(
     model = load_causal_lm(directory)
     tokenizer = load_tokenizer(directory)
     bos = model.config.bos_token_id
-    prompt = [bos] + tokenizer.encode(build_prompt(code, source)).ids
+    if tokenizer.get_vocab_size() > model.config.vocab_size:
+        raise UserError(
+            f"{directory}: tokenizer has more tokens than the model's vocabulary (wrong tokenizer.json?)"
+        )
+    prompt = [bos] + tokenizer.encode(build_prompt(code, None if source == "-" else source)).ids
     stop = [model.config.eos_token_id, tokenizer.token_to_id(END_OF_TURN)]
     stop = [t for t in stop if isinstance(t, int)]
     (tokens,) = sample(model, [prompt], max_new_tokens, stop, temperature, seed)
