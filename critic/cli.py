@@ -12,6 +12,7 @@ import typer
 
 from critic.commands import data as data_commands
 from critic.commands import model as model_commands
+from critic.commands import train as train_commands
 
 app = typer.Typer(
     name="critic",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(model_commands.app, name="model")
 app.add_typer(data_commands.app, name="data")
+app.add_typer(train_commands.app, name="train")
 
 
 def main() -> None:

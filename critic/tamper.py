@@ -1518,8 +1518,8 @@ _FULL_DIFF_LINES = 1000
 def _bug_lines(ctx: _Ctx, edit: _Edit, code: str) -> tuple[list[int], list[str]]:
     """Lines of `code` that differ from the original, as difflib pairs them (so a diff viewer agrees).
     For a pure deletion, the line just before the deletion point, or just after it at the start of a
-    block; the other neighbour when that one is blank, so the bug line holds code. Also returns the
-    lines of `code`."""
+    block; the other neighbour, or the nearest non-blank line, when that one is blank, so the bug line
+    holds code. Also returns the lines of `code`."""
     old_lines, new_lines = ctx.src.lines, _split_lines(code)
     skip = 0  # difflib is quadratic-ish: on long files, diff only the part between common ends
     if len(old_lines) > _FULL_DIFF_LINES:
@@ -1542,7 +1542,11 @@ def _bug_lines(ctx: _Ctx, edit: _Edit, code: str) -> tuple[list[int], list[str]]
         at_block_start = ctx.parent[id(edit.target)][2] == 0
         order = [after, before] if at_block_start else [before, after]
         valid = [n for n in order if 1 <= n <= len(new_lines)]
-        lines = [next((n for n in valid if new_lines[n - 1].strip()), valid[0])]
+        # Blank neighbours (difflib may put the deletion between blank lines): the nearest code line.
+        widened = valid + [n for k in range(1, len(new_lines)) for n in (before - k, after + k)]
+        lines = [
+            next((n for n in widened if 1 <= n <= len(new_lines) and new_lines[n - 1].strip()), valid[0])
+        ]
     return lines, new_lines
 
 

@@ -127,13 +127,22 @@ def directory_items(root: str | Path, min_lines: int = 4, max_lines: int = 80) -
         relative = path.relative_to(root).as_posix() if root.is_dir() else path.name
         for name, code in functions:
             digest = hashlib.sha256(code.encode()).hexdigest()
-            if not min_lines <= code.count("\n") <= max_lines or digest in seen:
-                continue  # too small to hide a bug in, too big for a prompt, or a duplicate
+            if not min_lines <= code.count("\n") <= max_lines or digest in seen or not _parses(code):
+                continue  # too small to hide a bug in, too big for a prompt, a duplicate, or a
+                # method whose multi-line string sits left of its `def` (it cannot be dedented)
             seen.add(digest)
             items.append(SourceItem(f"{relative}::{name}", code, "", str(root), relative))
     if not items:
         raise UserError(f"{root}: no functions of {min_lines}-{max_lines} lines found")
     return items
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 # -- building --------------------------------------------------------------------------

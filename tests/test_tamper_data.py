@@ -69,8 +69,10 @@ def test_bug_lines_point_at_changed_code(humaneval_subset):
         for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, original, tampered).get_opcodes():
             if tag in ("replace", "insert"):
                 allowed |= set(range(j1 + 1, j2 + 1))
-            elif tag == "delete":
-                allowed |= {j1, j1 + 1}  # 1-based: the line before or after the removed ones
+            elif tag == "delete":  # 1-based: the nearest code line before or after the removed ones
+                before = next((n for n in range(j1, 0, -1) if tampered[n - 1].strip()), None)
+                after = next((n for n in range(j1 + 1, len(tampered) + 1) if tampered[n - 1].strip()), None)
+                allowed |= {j1, j1 + 1, before, after}
         assert allowed, s["task_id"]
         assert set(s["bug_lines"]) <= allowed, (s["task_id"], s["bug_kind"], s["bug_lines"])
         assert s["description"].strip()

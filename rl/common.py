@@ -1,0 +1,57 @@
+"""What every stage shares: the text of a critique request and its reference answer, checkpoint checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from critic.critique import build_prompt, terminate_critique
+from critic.model.checkpoint import CheckpointError, read_config, read_state_dict
+from critic.rating import gold_critique
+
+BOS = "<bos>"
+
+
+def request(code: str) -> str:
+    """The prompt a critic is trained and sampled on (the tokenizer reads <bos> as its special id)."""
+    return BOS + build_prompt(code)
+
+
+def reference_completion(row: dict[str, Any]) -> str:
+    """The SFT target: the gold critique built from the bug description, ended like a model turn."""
+    return terminate_critique(gold_critique(row["code"], row["bug_lines"], row["description"]))
+
+
+def check_checkpoint(directory: str | Path) -> Path:
+    """Fail early, naming the file, on a missing or corrupted checkpoint (before transformers is asked)."""
+    directory = Path(directory)
+    read_config(directory)
+    read_state_dict(directory)
+    if not (directory / "tokenizer.json").is_file():
+        raise CheckpointError(f"{directory / 'tokenizer.json'}: no such file")
+    return directory
+
+
+def trainer_defaults(seed: int) -> dict[str, Any]:
+    """TrainingArguments every stage shares: no hub, no checkpoints mid-stage, bf16 only where supported."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return dict(
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10,
+        disable_tqdm=True,
+        seed=seed,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        fp16=False,
+        dataloader_pin_memory=cuda,
+    )
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically: a stage marked done always has its whole record."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

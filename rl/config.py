@@ -1,0 +1,112 @@
+"""One YAML file configures a whole run: a dataclass per stage, in pipeline order.
+
+Unknown keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from critic.errors import UserError
+
+
+@dataclass
+class DataStage:
+    source: str = "humaneval"  # or a directory of Python files
+    per_item: int = 4
+    max_items: int | None = None  # first N source items only (quick runs and tests)
+    seed: int = 0
+
+
+@dataclass
+class SFTStage:
+    preset: str = "tiny"  # architecture when training from scratch
+    init: str | None = None  # or start from a checkpoint directory (e.g. public Gemma 2 weights)
+    pretrain_steps: int = 0  # continued pre-training on plain Python source before SFT
+    max_steps: int = 200
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    max_length: int = 768
+    seed: int = 0
+
+
+@dataclass
+class SampleStage:
+    samples_per_task: int = 4
+    max_new_tokens: int = 96
+    temperature: float = 1.0
+    max_tasks: int | None = None  # per split; None = all
+    batch_size: int = 16
+    seed: int = 0
+
+
+@dataclass
+class RateStage:
+    include_gold: bool = True  # the tamperer's own description, as CriticGPT's comparisons do
+
+
+@dataclass
+class RewardStage:
+    max_steps: int = 150
+    batch_size: int = 8
+    learning_rate: float = 5e-4
+    max_length: int = 768
+    seed: int = 0
+
+
+@dataclass
+class PPOStage:
+    total_episodes: int = 64
+    batch_size: int = 8
+    response_length: int = 64
+    learning_rate: float = 3e-5
+    kl_coef: float = 0.05
+    eval_prompts: int = 16
+    seed: int = 0
+
+
+@dataclass
+class PipelineConfig:
+    data: DataStage = field(default_factory=DataStage)
+    sft: SFTStage = field(default_factory=SFTStage)
+    sample: SampleStage = field(default_factory=SampleStage)
+    rate: RateStage = field(default_factory=RateStage)
+    reward: RewardStage = field(default_factory=RewardStage)
+    ppo: PPOStage = field(default_factory=PPOStage)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        if unknown := set(raw) - set(sections):
+            raise UserError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+        built = {}
+        for name, value in raw.items():
+            stage_cls = sections[name].default_factory
+            if not isinstance(value, dict):
+                raise UserError(f"config section {name!r} must be a mapping")
+            known = {f.name for f in dataclasses.fields(stage_cls)}
+            if unknown := set(value) - known:
+                raise UserError(f"unknown key(s) in {name}: {', '.join(sorted(unknown))}")
+            built[name] = stage_cls(**value)
+        return cls(**built)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PipelineConfig:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such config file")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"{path}: invalid YAML ({err})") from err
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping of stage sections")
+        return cls.from_dict(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

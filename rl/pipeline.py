@@ -1,0 +1,143 @@
+"""Run the stages in order into one run directory, resumably.
+
+Each stage writes into RUN/<stage>/ and, last of all, RUN/<stage>/done.json with its metrics: a
+stage with done.json is skipped on the next run, so an interrupted run resumes where it stopped.
+`from_stage` forgets that stage and every later one. RUN/manifest.json records the config, seeds,
+git commit, library versions, per-stage metrics and artifact paths; RUN/report.json the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from critic.errors import UserError
+from rl.common import write_json
+from rl.config import PipelineConfig
+
+STAGES = ("data", "sft", "sample", "rate", "reward", "ppo")
+
+
+def _load(path: Path):
+    from datasets import load_from_disk
+
+    return load_from_disk(str(path))
+
+
+def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from critic.tamper_data import build_samples, directory_items, humaneval_items, to_dataset_dict
+
+    d = cfg.data
+    items = humaneval_items() if d.source == "humaneval" else directory_items(d.source)
+    items = items[: d.max_items] if d.max_items else items
+    samples, stats = build_samples(items, d.per_item, d.seed)
+    dsd = to_dataset_dict(samples, d.seed)
+    dsd.save_to_disk(str(out))
+    return {"samples": {name: len(ds) for name, ds in dsd.items()}, "kinds": dict(stats.kept)}
+
+
+def _stage_sft(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.sft import run_sft
+
+    return run_sft(cfg.sft, _load(run / "data"), out)
+
+
+def _stage_sample(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.sample import run_sample
+
+    return run_sample(cfg.sample, _load(run / "data"), run / "sft", out)
+
+
+def _stage_rate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.rate import run_rate
+
+    return run_rate(cfg.rate, _load(run / "sample"), out)
+
+
+def _stage_reward(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.reward import run_reward
+
+    return run_reward(cfg.reward, _load(run / "rate"), run / "sft", out)
+
+
+def _stage_ppo(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.ppo import run_ppo
+
+    return run_ppo(cfg.ppo, _load(run / "data"), run / "sft", run / "reward", out)
+
+
+RUNNERS: dict[str, Callable[[PipelineConfig, Path, Path], dict]] = {
+    "data": _stage_data,
+    "sft": _stage_sft,
+    "sample": _stage_sample,
+    "rate": _stage_rate,
+    "reward": _stage_reward,
+    "ppo": _stage_ppo,
+}
+
+
+def provenance() -> dict[str, Any]:
+    import datasets
+    import torch
+    import transformers
+    import trl
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    versions = {m.__name__: m.__version__ for m in (torch, transformers, trl, datasets)}
+    return {"git_commit": commit, "versions": versions}
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    run: Path,
+    from_stage: str | None = None,
+    until: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    for name in (from_stage, until):
+        if name is not None and name not in STAGES:
+            raise UserError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+    run.mkdir(parents=True, exist_ok=True)
+    manifest_path = run / "manifest.json"
+    if from_stage is not None:
+        for name in STAGES[STAGES.index(from_stage) :]:
+            shutil.rmtree(run / name, ignore_errors=True)
+    first = STAGES.index(from_stage) if from_stage else 0
+    stages = STAGES[: STAGES.index(until) + 1] if until else STAGES
+    for name in STAGES[:first]:
+        if name in stages and not (run / name / "done.json").is_file():
+            raise UserError(f"{run / name / 'done.json'}: stage {name} has not finished; run it first")
+    metrics: dict[str, dict] = {}
+    manifest = {"config": cfg.to_dict(), **provenance(), "stages": {}}
+    for name in stages:
+        out, done = run / name, run / name / "done.json"
+        if done.is_file():
+            metrics[name] = json.loads(done.read_text())["metrics"]
+            log(f"{name}: done earlier, skipped")
+        else:
+            shutil.rmtree(out, ignore_errors=True)  # a partial stage from an interrupted run
+            out.mkdir(parents=True)
+            log(f"{name}: running")
+            start = time.perf_counter()
+            metrics[name] = RUNNERS[name](cfg, run, out)
+            metrics[name]["seconds"] = round(time.perf_counter() - start, 1)
+            write_json(done, {"metrics": metrics[name]})
+            log(f"{name}: finished in {metrics[name]['seconds']} s")
+        manifest["stages"][name] = {"path": str(out), "metrics": metrics[name]}
+        write_json(manifest_path, manifest)
+    write_json(run / "report.json", metrics)
+    return metrics

@@ -1,0 +1,66 @@
+"""Rate sampled critiques with the rubric rater and derive within-task preferences.
+
+Each task's critiques (the policy's samples, plus the gold critique built from the tamperer's
+description) are compared only with each other: preferences never cross tasks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from critic.critique import terminate_critique
+from critic.rating import RATING_FIELDS, gold_critique, preferences, rate_critique
+from rl.common import request
+from rl.config import RateStage
+
+
+def rate_split(samples: Dataset, include_gold: bool) -> tuple[Dataset, Dataset]:
+    tasks: dict[str, list[dict]] = defaultdict(list)
+    for row in samples:
+        tasks[row["task_id"]].append(row)
+    ratings: dict[str, list] = defaultdict(list)
+    pairs: dict[str, list] = defaultdict(list)
+    for task_id, rows in tasks.items():
+        first = rows[0]
+        critiques = [(r["critique"], r["origin"]) for r in rows]
+        if include_gold:
+            gold = gold_critique(first["code"], first["bug_lines"], first["description"])
+            critiques.append((gold, "gold"))
+        overall = []
+        for text, origin in critiques:
+            rating = rate_critique(text, first["code"], first["bug_lines"], first["description"])
+            overall.append(rating.overall)
+            ratings["task_id"].append(task_id)
+            ratings["critique"].append(text)
+            ratings["origin"].append(origin)
+            for name, value in rating.to_dict().items():
+                ratings[name].append(value)
+        for pref in preferences(task_id, [t for t, _ in critiques], overall):
+            if pref.weight < 1:
+                continue  # ties carry no ranking signal for a Bradley-Terry reward model
+            pairs["task_id"].append(task_id)
+            pairs["prompt"].append(request(first["code"]))
+            pairs["chosen"].append(terminate_critique(pref.chosen))
+            pairs["rejected"].append(terminate_critique(pref.rejected))
+            pairs["margin"].append(pref.margin)
+    return Dataset.from_dict(dict(ratings)), Dataset.from_dict(dict(pairs))
+
+
+def run_rate(cfg: RateStage, samples: DatasetDict, out: Path) -> dict:
+    result, metrics = {}, {}
+    for split, ds in samples.items():
+        ratings, pairs = rate_split(ds, cfg.include_gold)
+        result[f"ratings_{split}"], result[f"preferences_{split}"] = ratings, pairs
+        metrics[f"{split}_pairs"] = len(pairs)
+        if len(ratings):
+            policy = [r for r in ratings if r["origin"] != "gold"]
+            metrics[f"{split}_policy_cbi_rate"] = sum(r["cbi"] >= 6 for r in policy) / max(1, len(policy))
+    missing = [name for name, ds in result.items() if name.startswith("preferences") and not len(ds)]
+    if missing:
+        raise ValueError(f"no preference pairs in {', '.join(missing)}: sample more critiques per task")
+    DatasetDict(result).save_to_disk(str(out))
+    metrics["rating_fields"] = list(RATING_FIELDS)
+    return metrics

@@ -1,0 +1,57 @@
+"""Sample K critiques per tampered sample from a policy, for rating.
+
+Uses the plain model and the lean sampler (no transformers generate()): sampling is the slowest
+part of data collection on CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from critic.critique import END_OF_TURN, critique_completion_end
+from critic.model import load_causal_lm
+from critic.sampling import generate
+from critic.tokenizer import load_tokenizer
+from rl.common import check_checkpoint, request
+from rl.config import SampleStage
+
+SPLITS = ("train", "validation")  # reward-model training pairs, and its held-out accuracy
+
+
+def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path) -> dict:
+    policy = load_causal_lm(check_checkpoint(policy_dir))
+    tokenizer = load_tokenizer(policy_dir)
+    stops = [policy.config.eos_token_id, tokenizer.token_to_id(END_OF_TURN)]
+    result = {}
+    for split in SPLITS:
+        rows = data[split]
+        if cfg.max_tasks is not None:
+            rows = rows.select(range(min(cfg.max_tasks, len(rows))))
+        records: dict[str, list] = {
+            k: [] for k in ("task_id", "code", "bug_lines", "description", "critique", "origin")
+        }
+        jobs = [(i, k) for i in range(len(rows)) for k in range(cfg.samples_per_task)]
+        for start in range(0, len(jobs), cfg.batch_size):
+            batch = jobs[start : start + cfg.batch_size]
+            prompts = [tokenizer.encode(request(rows[i]["code"])).ids for i, _ in batch]
+            outs = generate(
+                policy, prompts, cfg.max_new_tokens, stops, cfg.temperature, seed=cfg.seed + start
+            )
+            for (i, k), tokens in zip(batch, outs, strict=True):
+                text = tokenizer.decode(tokens, skip_special_tokens=False)
+                end = critique_completion_end(text)
+                row = rows[i]
+                records["task_id"].append(row["task_id"])
+                records["code"].append(row["code"])
+                records["bug_lines"].append(row["bug_lines"])
+                records["description"].append(row["description"])
+                records["critique"].append(
+                    text[:end].replace("<eos>", "").strip() if end is not None else text
+                )
+                records["origin"].append(f"policy/{k}")
+        result[split] = Dataset.from_dict(records)
+    samples = DatasetDict(result)
+    samples.save_to_disk(str(out))
+    return {f"{split}_critiques": len(ds) for split, ds in samples.items()}

@@ -1,0 +1,80 @@
+"""SFT: teach the policy the critique format on tampered code, with TRL's SFTTrainer.
+
+Prompt = critique request for the tampered code; completion = the gold critique (bug lines quoted,
+the tamperer's description as comment). Loss on the completion only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+from trl import SFTConfig, SFTTrainer
+
+from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
+from critic.tamper_data import split_functions
+from critic.tokenizer import load_hf_tokenizer, stdlib_files
+from rl.common import BOS, check_checkpoint, reference_completion, request, trainer_defaults
+from rl.config import SFTStage
+
+
+def initial_policy(cfg: SFTStage) -> tuple[CriticForCausalLM, object]:
+    if cfg.init:
+        directory = check_checkpoint(cfg.init)
+        return CriticForCausalLM.from_pretrained(directory), load_hf_tokenizer(directory)
+    config = CriticConfig.from_preset(cfg.preset)
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    return CriticForCausalLM(to_hf_config(config)), load_hf_tokenizer()
+
+
+def pretraining_corpus(max_items: int = 4000) -> Dataset:
+    """Plain Python functions of the standard library, for continued pre-training from scratch."""
+    texts: list[str] = []
+    for path in stdlib_files():
+        try:
+            texts += [BOS + code for _, code in split_functions(path.read_text(encoding="utf-8"))]
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        if len(texts) >= max_items:
+            break
+    return Dataset.from_dict({"text": texts[:max_items]})
+
+
+def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
+    model, tokenizer = initial_policy(cfg)
+    metrics: dict = {"parameters": sum(p.numel() for p in model.parameters())}
+    with tempfile.TemporaryDirectory() as scratch:
+        if cfg.pretrain_steps:
+            args = SFTConfig(
+                output_dir=scratch,
+                max_steps=cfg.pretrain_steps,
+                per_device_train_batch_size=cfg.batch_size,
+                learning_rate=cfg.learning_rate,
+                max_length=cfg.max_length,
+                **trainer_defaults(cfg.seed),
+            )
+            trainer = SFTTrainer(model, args, train_dataset=pretraining_corpus(), processing_class=tokenizer)
+            metrics["pretrain_loss"] = trainer.train().training_loss
+        train = data["train"].map(
+            lambda row: {"prompt": request(row["code"]), "completion": reference_completion(row)},
+            remove_columns=data["train"].column_names,
+        )
+        args = SFTConfig(
+            output_dir=scratch,
+            max_steps=cfg.max_steps,
+            per_device_train_batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            max_length=cfg.max_length,
+            completion_only_loss=True,
+            **trainer_defaults(cfg.seed),
+        )
+        trainer = SFTTrainer(model, args, train_dataset=train, processing_class=tokenizer)
+        result = trainer.train()
+    metrics.update(loss=result.training_loss, steps=result.global_step)
+    metrics["tokens_per_second"] = trainer.state.log_history[-1].get("train_tokens_per_second")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return metrics
