@@ -47,6 +47,7 @@ def trainer_defaults(seed: int) -> dict[str, Any]:
         bf16=cuda and torch.cuda.is_bf16_supported(),
         fp16=False,
         dataloader_pin_memory=cuda,
+        use_cpu=not cuda,  # on CPU, `accelerate launch` processes then form a gloo group
     )
 
 

@@ -21,6 +21,7 @@ from rl.common import write_json
 from rl.config import PipelineConfig
 
 STAGES = ("data", "sft", "sample", "rate", "reward", "ppo")
+DISTRIBUTED = {"sft", "reward", "ppo"}  # TRL trainers: every process takes part
 
 
 def _load(path: Path):
@@ -108,36 +109,53 @@ def run_pipeline(
     until: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
+    """Run the stages; under `accelerate launch` the trainers run on every process and the rest
+    (data, sampling, rating, every file write) on the main process only."""
+    from accelerate import PartialState
+
     for name in (from_stage, until):
         if name is not None and name not in STAGES:
             raise UserError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
-    run.mkdir(parents=True, exist_ok=True)
-    manifest_path = run / "manifest.json"
-    if from_stage is not None:
-        for name in STAGES[STAGES.index(from_stage) :]:
-            shutil.rmtree(run / name, ignore_errors=True)
+    import torch
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join one gloo group
+    main = state.is_main_process
     first = STAGES.index(from_stage) if from_stage else 0
     stages = STAGES[: STAGES.index(until) + 1] if until else STAGES
     for name in STAGES[:first]:
         if name in stages and not (run / name / "done.json").is_file():
             raise UserError(f"{run / name / 'done.json'}: stage {name} has not finished; run it first")
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        for name in STAGES[first:] if from_stage else ():
+            shutil.rmtree(run / name, ignore_errors=True)
+    state.wait_for_everyone()
     metrics: dict[str, dict] = {}
-    manifest = {"config": cfg.to_dict(), **provenance(), "stages": {}}
+    manifest = {"config": cfg.to_dict(), **provenance(), "processes": state.num_processes, "stages": {}}
     for name in stages:
         out, done = run / name, run / name / "done.json"
         if done.is_file():
-            metrics[name] = json.loads(done.read_text())["metrics"]
-            log(f"{name}: done earlier, skipped")
+            if main:
+                log(f"{name}: done earlier, skipped")
         else:
-            shutil.rmtree(out, ignore_errors=True)  # a partial stage from an interrupted run
-            out.mkdir(parents=True)
-            log(f"{name}: running")
+            if main:
+                shutil.rmtree(out, ignore_errors=True)  # a partial stage from an interrupted run
+                out.mkdir(parents=True)
+                log(f"{name}: running")
+            state.wait_for_everyone()
             start = time.perf_counter()
-            metrics[name] = RUNNERS[name](cfg, run, out)
-            metrics[name]["seconds"] = round(time.perf_counter() - start, 1)
-            write_json(done, {"metrics": metrics[name]})
-            log(f"{name}: finished in {metrics[name]['seconds']} s")
+            if name in DISTRIBUTED or main:
+                result = RUNNERS[name](cfg, run, out)
+            state.wait_for_everyone()
+            if main:
+                result["seconds"] = round(time.perf_counter() - start, 1)
+                write_json(done, {"metrics": result})
+                log(f"{name}: finished in {result['seconds']} s")
+            state.wait_for_everyone()
+        metrics[name] = json.loads(done.read_text())["metrics"]
         manifest["stages"][name] = {"path": str(out), "metrics": metrics[name]}
-        write_json(manifest_path, manifest)
-    write_json(run / "report.json", metrics)
+        if main:
+            write_json(run / "manifest.json", manifest)
+    if main:
+        write_json(run / "report.json", metrics)
     return metrics

@@ -75,8 +75,10 @@ def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, o
             train_dataset=prompts,
         )
         trainer.train()
-    policy.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    if trainer.accelerator.is_main_process:
+        policy.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    trainer.accelerator.wait_for_everyone()
     scores = [h["objective/scores"] for h in trainer.state.log_history if "objective/scores" in h]
     return {
         "episodes": trainer.state.episode,

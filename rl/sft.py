@@ -75,6 +75,7 @@ def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
         result = trainer.train()
     metrics.update(loss=result.training_loss, steps=result.global_step)
     metrics["tokens_per_second"] = trainer.state.log_history[-1].get("train_tokens_per_second")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    if trainer.accelerator.is_main_process:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
     return metrics

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from critic.errors import UserError
 from critic.model.checkpoint import CheckpointError
@@ -54,8 +58,32 @@ def test_rerun_skips_finished_stages_and_resumes(finished_run):
     assert (run / "sft" / "model.safetensors").stat().st_mtime_ns == sft_weights
 
 
+def test_reward_stage_under_accelerate_with_two_processes(finished_run, tmp_path):
+    run, metrics, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = tmp_path / "minimal.yaml"
+    config.write_text(yaml.safe_dump(MINIMAL))
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    result = subprocess.run(
+        [*launch, "-m", "critic.cli", "train", "reward", "--config", str(config), "--out", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    two = json.loads((copy / "reward" / "done.json").read_text())["metrics"]
+    one = metrics["reward"]
+    assert two["processes"] == 2 and one["processes"] == 1
+    assert two["eval_pairs"] == one["eval_pairs"] and two["train_pairs"] == one["train_pairs"]
+    assert 0.0 <= two["eval_accuracy"] <= 1.0 and two["steps"] == one["steps"]
+    assert (copy / "reward" / "model.safetensors").is_file()
+
+
 def test_corrupted_checkpoint_names_the_file(finished_run, tmp_path):
     run, _, _ = finished_run
+    run = shutil.copytree(run, tmp_path / "run")
     (run / "sft" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="sft/model.safetensors"):
         run_pipeline(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,8 @@ def _run(config: Path, out: Path, from_stage: str | None, until: str | None) -> 
 
     err = Console(stderr=True)
     metrics = run_pipeline(PipelineConfig.from_yaml(config), out, from_stage, until, log=err.print)
-    err.print(f"report: {out / 'report.json'} ({', '.join(metrics)})")
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, one summary
+        err.print(f"report: {out / 'report.json'} ({', '.join(metrics)})")
 
 
 @app.command()

@@ -1,0 +1,299 @@
+"""Training speed in TRL of our Gemma 2 against transformers' Gemma2 (eager), same weights, same run.
+
+    python bench/train.py [--threads 2] [--steps 10] [--episodes 24] [--repeats 1] [--quick]
+
+On the `tiny` preset, for our classes (CriticForCausalLM / CriticForSequenceClassification) and
+transformers' (Gemma2ForCausalLM / Gemma2ForSequenceClassification, attn_implementation="eager"),
+built from one state dict per head, so both families start from identical weights:
+
+- SFT tokens/s: TRL's SFTTrainer on prompt-completion rows (critique request for a tampered HumanEval
+  solution, gold critique as completion, loss on the completion only). Tokens are the non-pad tokens
+  of the batches (prompt + completion, the trainer's `num_input_tokens_seen` with "non_padding").
+- reward pairs/s: TRL's RewardTrainer on (gold critique, "no bug" critique) pairs, batch x steps.
+- PPO episodes/s: TRL's experimental PPOTrainer, policy + reference + reward + value all of one family;
+  episodes = prompts rolled out and trained on (batch per update).
+
+Each rate is timed by a callback over the steps (PPO: updates) after the first --warmup ones, so the
+first steps (allocator, dataloader start-up, lazy init) are not counted; TRL's own
+`train_tokens_per_second` is timed from the start of train() and so includes them. With --repeats > 1
+the families alternate and the best rate of each is kept. Ratio = ours / transformers (>1: ours faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import datasets
+import torch
+import transformers
+import trl
+from datasets import Dataset
+from transformers import Gemma2ForCausalLM, Gemma2ForSequenceClassification, TrainerCallback
+from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+from critic.critique import terminate_critique
+from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
+from critic.rating import gold_critique
+from critic.tamper import tamper
+from critic.tamper_data import humaneval_items
+from critic.tokenizer import load_hf_tokenizer
+from rl.common import request, trainer_defaults
+
+CONFIG = CriticConfig.from_preset("tiny")
+FAMILIES = {
+    "ours": (CriticForCausalLM, CriticForSequenceClassification, {}),
+    "transformers": (Gemma2ForCausalLM, Gemma2ForSequenceClassification, {"attn_implementation": "eager"}),
+}
+NO_BUG = terminate_critique("I found no bugs in this code.")
+
+
+@dataclass
+class Sizes:
+    batch: int  # SFT / reward / PPO batch (rows, pairs, prompts)
+    steps: int  # timed SFT and reward optimizer steps
+    warmup: int  # untimed steps (PPO: updates) before them
+    episodes: int  # timed PPO episodes (a multiple of batch)
+    response_length: int  # PPO tokens sampled per prompt
+    max_length: int  # SFT / reward sequence cap
+
+
+@dataclass
+class Result:
+    rate: float  # per second, over the timed steps
+    seconds: float  # the timed steps' wall time
+    check: float  # mean loss (SFT, reward) or last mean score (PPO): equal across families = same work
+
+
+class StepClock(TrainerCallback):
+    """perf_counter, tokens seen and episodes at the start of training and at the end of every step."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, int, int]] = []
+
+    def _mark(self, state) -> None:
+        self.marks.append((time.perf_counter(), state.num_input_tokens_seen, getattr(state, "episode", 0)))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._mark(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._mark(state)
+
+    def since(self, warmup: int) -> tuple[float, int, int]:
+        """Seconds, tokens and episodes between the end of step `warmup` and the end of the last step."""
+        if len(self.marks) - 1 <= warmup:
+            raise RuntimeError(f"only {len(self.marks) - 1} steps ran, none after {warmup} warm-up steps")
+        (t0, tok0, ep0), (t1, tok1, ep1) = self.marks[warmup], self.marks[-1]
+        return t1 - t0, tok1 - tok0, ep1 - ep0
+
+
+def samples(n: int, seed: int) -> list[dict[str, str]]:
+    """Critique requests for `n` tampered HumanEval solutions, their gold critique and a wrong one."""
+    rng = random.Random(seed)
+    rows = []
+    for item in humaneval_items():
+        found = tamper(item.code, rng)
+        if not found:
+            continue
+        bug = found[0]
+        gold = terminate_critique(gold_critique(bug.code, bug.bug_lines, bug.description))
+        rows.append({"prompt": request(bug.code), "completion": gold, "rejected": NO_BUG})
+        if len(rows) == n:
+            break
+    return rows
+
+
+def common_args(out: str, seed: int, sizes: Sizes) -> dict:
+    defaults = trainer_defaults(seed)
+    defaults.update(
+        output_dir=out,
+        use_cpu=True,
+        bf16=False,
+        dataloader_pin_memory=False,
+        logging_steps=10_000,  # logging (a loss sync) only at the end: nothing inside the timed steps
+        learning_rate=1e-4,
+        per_device_train_batch_size=sizes.batch,
+    )
+    return defaults
+
+
+def build(cls, state: dict[str, torch.Tensor], **extra) -> torch.nn.Module:
+    model = cls(to_hf_config(CONFIG, **extra))
+    model.load_state_dict(state, strict=True)
+    implementation = model.config._attn_implementation
+    if cls.__module__.startswith("transformers") and implementation != "eager":
+        raise RuntimeError(f"{cls.__name__} runs {implementation!r} attention, not eager (no soft-cap)")
+    return model
+
+
+def quiet_train(trainer):
+    """trainer.train() without the per-log dicts and PPO's banners on stdout (errors still reach stderr)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return trainer.train()
+
+
+def run_sft(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int) -> Result:
+    lm_cls, _, extra = FAMILIES[family]
+    model = build(lm_cls, states["lm"], **extra)
+    tokenizer = load_hf_tokenizer()
+    rows = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in data])
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(
+            max_steps=sizes.warmup + sizes.steps,
+            max_length=sizes.max_length,
+            completion_only_loss=True,
+            include_num_input_tokens_seen="non_padding",
+            **common_args(out, seed, sizes),
+        )
+        trainer = SFTTrainer(model, args, train_dataset=rows, processing_class=tokenizer, callbacks=[clock])
+        result = quiet_train(trainer)
+    seconds, tokens, _ = clock.since(sizes.warmup)
+    return Result(tokens / seconds, seconds, result.training_loss)
+
+
+def run_reward(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int) -> Result:
+    _, cls_cls, extra = FAMILIES[family]
+    model = build(cls_cls, states["reward"], num_labels=1, **extra)
+    tokenizer = load_hf_tokenizer()
+    pairs = Dataset.from_list(
+        [{"prompt": r["prompt"], "chosen": r["completion"], "rejected": r["rejected"]} for r in data]
+    )
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as out:
+        args = RewardConfig(
+            max_steps=sizes.warmup + sizes.steps,
+            max_length=sizes.max_length,
+            **common_args(out, seed, sizes),
+        )
+        trainer = RewardTrainer(
+            model=model, args=args, train_dataset=pairs, processing_class=tokenizer, callbacks=[clock]
+        )
+        result = quiet_train(trainer)
+    seconds, _, _ = clock.since(sizes.warmup)
+    return Result(sizes.batch * sizes.steps / seconds, seconds, result.training_loss)
+
+
+def run_ppo(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int) -> Result:
+    lm_cls, cls_cls, extra = FAMILIES[family]
+    policy = build(lm_cls, states["lm"], **extra)
+    reference = copy.deepcopy(policy)
+    reward = build(cls_cls, states["reward"], num_labels=1, **extra)
+    value = build(cls_cls, states["reward"], num_labels=1, **extra)
+    tokenizer = load_hf_tokenizer()
+    tokenizer.padding_side = "left"
+    prompts = Dataset.from_dict({"input_ids": [tokenizer(r["prompt"])["input_ids"] for r in data]})
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as out:
+        args = PPOConfig(
+            total_episodes=sizes.batch * sizes.warmup + sizes.episodes,
+            gradient_accumulation_steps=1,
+            num_mini_batches=1,
+            response_length=sizes.response_length,
+            stop_token="eos",
+            num_sample_generations=0,
+            **common_args(out, seed, sizes),
+        )
+        trainer = PPOTrainer(
+            args=args,
+            processing_class=tokenizer,
+            model=policy,
+            ref_model=reference,
+            reward_model=reward,
+            value_model=value,
+            train_dataset=prompts,
+            callbacks=[clock],
+        )
+        quiet_train(trainer)
+    seconds, _, episodes = clock.since(sizes.warmup)
+    scores = [h["objective/scores"] for h in trainer.state.log_history if "objective/scores" in h]
+    return Result(episodes / seconds, seconds, scores[-1] if scores else float("nan"))
+
+
+STAGES: list[tuple[str, str, Callable]] = [
+    ("SFT tokens/s", "loss", run_sft),
+    ("reward pairs/s", "loss", run_reward),
+    ("PPO episodes/s", "score", run_ppo),
+]
+
+
+def rate(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10, help="timed SFT / reward steps")
+    parser.add_argument("--episodes", type=int, default=24, help="timed PPO episodes (multiple of --batch)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps (PPO: updates)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--response-length", type=int, default=48)
+    parser.add_argument("--max-length", type=int, default=768)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per family; the best rate is kept")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke test: batch 2, 2 steps, 1 warm-up")
+    args = parser.parse_args()
+    if args.quick:
+        sizes = Sizes(batch=2, steps=2, warmup=1, episodes=2, response_length=8, max_length=args.max_length)
+    else:
+        sizes = Sizes(
+            args.batch, args.steps, args.warmup, args.episodes, args.response_length, args.max_length
+        )
+    if sizes.episodes % sizes.batch:
+        parser.error(f"--episodes {sizes.episodes} is not a multiple of the batch {sizes.batch}")
+
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore")
+    print(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
+        f"{torch.get_num_threads()} threads, float32, CPU"
+    )
+    print(
+        f"tiny preset: {CONFIG.num_parameters() / 1e6:.1f} M parameters; batch {sizes.batch}, "
+        f"{sizes.warmup} warm-up + {sizes.steps} timed steps (SFT, reward), "
+        f"{sizes.warmup} warm-up + {sizes.episodes // sizes.batch} timed PPO updates of "
+        f"{sizes.response_length} sampled tokens"
+    )
+
+    data = samples(max(64, sizes.batch * 4), args.seed)
+    torch.manual_seed(args.seed)
+    states = {
+        "lm": CriticForCausalLM(to_hf_config(CONFIG)).state_dict(),
+        "reward": CriticForSequenceClassification(to_hf_config(CONFIG, num_labels=1)).state_dict(),
+    }
+    states = {k: {name: t.detach().clone() for name, t in s.items()} for k, s in states.items()}
+
+    table = []
+    for stage, check, fn in STAGES:
+        runs: dict[str, list[Result]] = {family: [] for family in FAMILIES}
+        for repeat in range(args.repeats):
+            order = list(FAMILIES) if repeat % 2 == 0 else list(reversed(FAMILIES))
+            for family in order:
+                runs[family].append(fn(family, states, data, sizes, args.seed))
+        best = {family: max(results, key=lambda r: r.rate) for family, results in runs.items()}
+        table.append((stage, best["ours"].rate, best["transformers"].rate))
+        detail = ", ".join(f"{f} {r.seconds:.1f} s, {check} {r.check:.4f}" for f, r in best.items())
+        print(f"  {stage}: timed part {detail}", flush=True)
+
+    print(f"\n{'stage':16} {'ours':>10} {'transformers':>13} {'ratio':>7}")
+    for stage, ours, ref in table:
+        print(f"{stage:16} {rate(ours):>10} {rate(ref):>13} {ours / ref:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
