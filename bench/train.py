@@ -1,6 +1,7 @@
 """Training speed in TRL of our Gemma 2 against transformers' Gemma2 (eager), same weights, same run.
 
-    python bench/train.py [--threads 2] [--steps 10] [--episodes 24] [--repeats 1] [--quick]
+    python bench/train.py [--threads 2] [--steps 20] [--episodes 32] [--repeats 1] [--quick]
+                          [--stages sft reward ppo]
 
 On the `tiny` preset, for our classes (CriticForCausalLM / CriticForSequenceClassification) and
 transformers' (Gemma2ForCausalLM / Gemma2ForSequenceClassification, attn_implementation="eager"),
@@ -39,7 +40,6 @@ import trl
 from datasets import Dataset
 from transformers import Gemma2ForCausalLM, Gemma2ForSequenceClassification, TrainerCallback
 from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
-from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from critic.critique import terminate_critique
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
@@ -185,6 +185,8 @@ def run_reward(family: str, states: dict, data: list[dict], sizes: Sizes, seed: 
 
 
 def run_ppo(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int) -> Result:
+    from trl.experimental.ppo import PPOConfig, PPOTrainer  # here, once main() has silenced its warning
+
     lm_cls, cls_cls, extra = FAMILIES[family]
     policy = build(lm_cls, states["lm"], **extra)
     reference = copy.deepcopy(policy)
@@ -220,11 +222,11 @@ def run_ppo(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int
     return Result(episodes / seconds, seconds, scores[-1] if scores else float("nan"))
 
 
-STAGES: list[tuple[str, str, Callable]] = [
-    ("SFT tokens/s", "loss", run_sft),
-    ("reward pairs/s", "loss", run_reward),
-    ("PPO episodes/s", "score", run_ppo),
-]
+STAGES: dict[str, tuple[str, str, Callable]] = {
+    "sft": ("SFT tokens/s", "loss", run_sft),
+    "reward": ("reward pairs/s", "loss", run_reward),
+    "ppo": ("PPO episodes/s", "score", run_ppo),
+}
 
 
 def rate(value: float) -> str:
@@ -236,14 +238,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10, help="timed SFT / reward steps")
-    parser.add_argument("--episodes", type=int, default=24, help="timed PPO episodes (multiple of --batch)")
+    parser.add_argument("--steps", type=int, default=20, help="timed SFT / reward steps")
+    parser.add_argument("--episodes", type=int, default=32, help="timed PPO episodes (multiple of --batch)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps (PPO: updates)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--response-length", type=int, default=48)
     parser.add_argument("--max-length", type=int, default=768)
     parser.add_argument("--repeats", type=int, default=1, help="runs per family; the best rate is kept")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", nargs="*", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--quick", action="store_true", help="smoke test: batch 2, 2 steps, 1 warm-up")
     args = parser.parse_args()
     if args.quick:
@@ -279,7 +282,7 @@ def main() -> None:
     states = {k: {name: t.detach().clone() for name, t in s.items()} for k, s in states.items()}
 
     table = []
-    for stage, check, fn in STAGES:
+    for stage, check, fn in (STAGES[name] for name in args.stages):
         runs: dict[str, list[Result]] = {family: [] for family in FAMILIES}
         for repeat in range(args.repeats):
             order = list(FAMILIES) if repeat % 2 == 0 else list(reversed(FAMILIES))

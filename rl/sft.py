@@ -74,7 +74,8 @@ def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
         trainer = SFTTrainer(model, args, train_dataset=train, processing_class=tokenizer)
         result = trainer.train()
     metrics.update(loss=result.training_loss, steps=result.global_step)
-    metrics["tokens_per_second"] = trainer.state.log_history[-1].get("train_tokens_per_second")
+    tokens = max((h.get("num_tokens", 0.0) for h in trainer.state.log_history), default=0.0)
+    metrics["tokens_per_second"] = tokens / result.metrics["train_runtime"]
     if trainer.accelerator.is_main_process:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
