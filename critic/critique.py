@@ -44,6 +44,7 @@ __all__ = [
     "line_span_of",
     "open_highlight",
     "parse_critique",
+    "split_request",
     "terminate_critique",
 ]
 
@@ -134,6 +135,22 @@ def build_prompt(code: str, path: str | None = None) -> str:
         f"{START_OF_TURN}user\n{instruction}\n\n{fence}python\n{code}\n{fence}{END_OF_TURN}\n"
         f"{START_OF_TURN}model\n"
     )
+
+
+_REQUEST = re.compile(
+    rf"{START_OF_TURN}user\n.*?\n\n(?P<fence>`{{3,}})python\n(?P<code>.*?)\n(?P=fence){END_OF_TURN}\n"
+    rf"{START_OF_TURN}model\n",
+    re.DOTALL,
+)
+
+
+def split_request(text: str) -> tuple[str, str] | None:
+    """(code, critique) of a critique request followed by the model's answer, or None if `text` does
+    not contain a request: the inverse of build_prompt, for code that sees only token sequences (PPO)."""
+    match = _REQUEST.search(text)
+    if match is None:
+        return None
+    return match["code"], text[match.end() :]
 
 
 def critique_completion_end(completion: str) -> int | None:

@@ -51,6 +51,23 @@ def trainer_defaults(seed: int) -> dict[str, Any]:
     )
 
 
+def lora_config(r: int, alpha: int, targets: list[str], task_type: str):
+    """A PEFT LoRA config, or None for full fine-tuning (r = 0)."""
+    if r <= 0:
+        return None
+    from peft import LoraConfig
+
+    modules_to_save = ["score"] if task_type == "SEQ_CLS" else None
+    return LoraConfig(
+        r=r, lora_alpha=alpha, target_modules=targets, task_type=task_type, modules_to_save=modules_to_save
+    )
+
+
+def merged(model):
+    """The plain model with any LoRA adapters folded in: every stage hands on an ordinary checkpoint."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write atomically: a stage marked done always has its whole record."""
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -12,6 +12,22 @@ from typing import Any
 
 from critic.errors import UserError
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraOptions:
+    """For the trainer stages: full fine-tuning, or LoRA adapters merged into the saved checkpoint."""
+
+    lora_r: int = 0  # > 0: train LoRA adapters of this rank (merged into the saved checkpoint)
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+
+    def lora(self, task_type: str):
+        from rl.common import lora_config
+
+        return lora_config(self.lora_r, self.lora_alpha, self.lora_targets, task_type)
+
 
 @dataclass
 class DataStage:
@@ -22,7 +38,7 @@ class DataStage:
 
 
 @dataclass
-class SFTStage:
+class SFTStage(LoraOptions):
     preset: str = "tiny"  # architecture when training from scratch
     init: str | None = None  # or start from a checkpoint directory (e.g. public Gemma 2 weights)
     pretrain_steps: int = 0  # continued pre-training on plain Python source before SFT
@@ -49,7 +65,7 @@ class RateStage:
 
 
 @dataclass
-class RewardStage:
+class RewardStage(LoraOptions):
     max_steps: int = 150
     batch_size: int = 8
     learning_rate: float = 5e-4
@@ -58,12 +74,13 @@ class RewardStage:
 
 
 @dataclass
-class PPOStage:
+class PPOStage(LoraOptions):
     total_episodes: int = 64
     batch_size: int = 8
     response_length: int = 64
     learning_rate: float = 3e-5
     kl_coef: float = 0.05
+    hallucination_penalty: float = 0.0  # subtracted from the reward when a quote is not in the code
     eval_prompts: int = 16
     seed: int = 0
 

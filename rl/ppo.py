@@ -11,14 +11,51 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict
+from torch import nn
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from critic.critique import END_OF_TURN
+from critic.critique import END_OF_TURN, critique_completion_end, parse_critique, split_request
 from critic.model import CriticForCausalLM, CriticForSequenceClassification, load_causal_lm, load_reward_model
 from critic.sampling import generate
 from critic.tokenizer import load_hf_tokenizer, load_tokenizer
-from rl.common import check_checkpoint, request, trainer_defaults
+from rl.common import check_checkpoint, merged, request, trainer_defaults
 from rl.config import PPOStage
+
+
+def quotes_missing_code(text: str) -> bool:
+    """Whether the critique in a decoded request+critique quotes code that is not in the code."""
+    parts = split_request(text)
+    if parts is None:
+        return False
+    code, critique = parts
+    end = critique_completion_end(critique)
+    return bool(parse_critique(critique if end is None else critique[:end], code).hallucinated)
+
+
+class QuotePenalty(nn.Module):
+    """The reward model's score minus `penalty` for every critique with a hallucinated quote.
+
+    TRL's PPO reads rewards as `model.score(getattr(model, model.base_model_prefix)(...).hidden_states[-1])`;
+    this wrapper's backbone sees the token ids, so its score head can subtract the penalty without any
+    change to TRL.
+    """
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, reward_model: nn.Module, tokenizer, penalty: float) -> None:
+        super().__init__()
+        self.reward_model, self.tokenizer, self.penalty = reward_model, tokenizer, penalty
+        self._penalties: torch.Tensor | None = None
+
+    def backbone(self, input_ids: torch.Tensor, **kwargs):
+        texts = self.tokenizer.batch_decode(input_ids, skip_special_tokens=False)
+        flags = [quotes_missing_code(t) for t in texts]
+        self._penalties = torch.tensor(flags, dtype=torch.float32, device=input_ids.device) * self.penalty
+        return getattr(self.reward_model, self.reward_model.base_model_prefix)(input_ids=input_ids, **kwargs)
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        scores = self.reward_model.score(hidden)
+        return scores - self._penalties.to(scores.dtype)[:, None, None]
 
 
 @torch.no_grad()
@@ -46,9 +83,12 @@ def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, o
 
     torch.manual_seed(cfg.seed)
     policy = CriticForCausalLM.from_pretrained(sft_dir)
-    reference = CriticForCausalLM.from_pretrained(sft_dir)
+    lora = cfg.lora("CAUSAL_LM")  # with adapters, the frozen reference is the policy with them off
+    reference = None if lora else CriticForCausalLM.from_pretrained(sft_dir)
     value = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
     reward = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
+    if cfg.hallucination_penalty:
+        reward = QuotePenalty(reward, tokenizer, cfg.hallucination_penalty)
     prompts = Dataset.from_dict(
         {"input_ids": [tokenizer(request(c))["input_ids"] for c in data["train"]["code"]]}
     )
@@ -73,10 +113,11 @@ def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, o
             reward_model=reward,
             value_model=value,
             train_dataset=prompts,
+            peft_config=lora,
         )
         trainer.train()
     if trainer.accelerator.is_main_process:
-        policy.save_pretrained(out)
+        merged(trainer.policy_model).save_pretrained(out)
         tokenizer.save_pretrained(out)
     trainer.accelerator.wait_for_everyone()
     scores = [h["objective/scores"] for h in trainer.state.log_history if "objective/scores" in h]

@@ -11,7 +11,7 @@ from trl import RewardConfig, RewardTrainer
 
 from critic.model import CriticForSequenceClassification
 from critic.tokenizer import load_hf_tokenizer
-from rl.common import check_checkpoint, trainer_defaults
+from rl.common import check_checkpoint, merged, trainer_defaults
 from rl.config import RewardStage
 
 
@@ -50,8 +50,15 @@ def run_reward(cfg: RewardStage, ratings: DatasetDict, policy_dir: Path, out: Pa
             max_length=cfg.max_length,
             **trainer_defaults(cfg.seed),
         )
-        trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=cfg.lora("SEQ_CLS"),
+        )
         result = trainer.train()
+    model = merged(trainer.model)
     accuracy = pairwise_accuracy(model, tokenizer, held_out, cfg.max_length)
     if trainer.accelerator.is_main_process:
         model.save_pretrained(out)

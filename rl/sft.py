@@ -15,7 +15,7 @@ from trl import SFTConfig, SFTTrainer
 from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
 from critic.tamper_data import split_functions
 from critic.tokenizer import load_hf_tokenizer, stdlib_files
-from rl.common import BOS, check_checkpoint, reference_completion, request, trainer_defaults
+from rl.common import BOS, check_checkpoint, merged, reference_completion, request, trainer_defaults
 from rl.config import SFTStage
 
 
@@ -71,12 +71,14 @@ def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
             completion_only_loss=True,
             **trainer_defaults(cfg.seed),
         )
-        trainer = SFTTrainer(model, args, train_dataset=train, processing_class=tokenizer)
+        trainer = SFTTrainer(
+            model, args, train_dataset=train, processing_class=tokenizer, peft_config=cfg.lora("CAUSAL_LM")
+        )
         result = trainer.train()
     metrics.update(loss=result.training_loss, steps=result.global_step)
     tokens = max((h.get("num_tokens", 0.0) for h in trainer.state.log_history), default=0.0)
     metrics["tokens_per_second"] = tokens / result.metrics["train_runtime"]
     if trainer.accelerator.is_main_process:
-        model.save_pretrained(out)
+        merged(trainer.model).save_pretrained(out)
         tokenizer.save_pretrained(out)
     return metrics

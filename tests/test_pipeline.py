@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 import yaml
 
 from critic.errors import UserError
@@ -102,3 +106,104 @@ def test_config_errors_are_user_errors(tmp_path):
         run_pipeline(
             PipelineConfig.from_dict(MINIMAL), tmp_path / "empty", from_stage="sample", log=lambda _: None
         )
+
+
+def test_killed_during_reward_then_rerun_finishes_without_redoing_sft(tmp_path):
+    config = tmp_path / "minimal.yaml"
+    config.write_text(yaml.safe_dump(MINIMAL))
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "critic.cli",
+        "train",
+        "pipeline",
+        "--config",
+        str(config),
+        "--out",
+        str(run),
+    ]
+    first = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not (run / "reward").is_dir() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the pipeline ended before the reward stage started"
+    os.killpg(first.pid, signal.SIGKILL)  # no chance to clean up
+    first.wait()
+    assert not (run / "reward" / "done.json").exists() and (run / "sft" / "done.json").is_file()
+    sft_weights = (run / "sft" / "model.safetensors").stat().st_mtime_ns
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "sft: done earlier, skipped" in second.stderr and "reward: running" in second.stderr
+    assert (run / "sft" / "model.safetensors").stat().st_mtime_ns == sft_weights
+    assert set(json.loads((run / "report.json").read_text())) == set(STAGES)
+
+
+def test_lora_stages_from_an_existing_checkpoint(tmp_path):
+    """The GPU recipe's paths at tiny size: start from a checkpoint directory, LoRA in SFT, reward and PPO."""
+    from critic.model import CriticConfig, new_causal_lm, save_checkpoint
+    from critic.model.checkpoint import load_causal_lm
+    from critic.tokenizer import load_tokenizer, save_tokenizer
+
+    base = tmp_path / "base"
+    save_checkpoint(new_causal_lm(CriticConfig.from_preset("tiny"), seed=5), base)
+    save_tokenizer(load_tokenizer(), base)
+    lora = {"lora_r": 4, "lora_alpha": 8}
+    config = {
+        **MINIMAL,
+        "sft": {**MINIMAL["sft"], "init": str(base), **lora},
+        "reward": {**MINIMAL["reward"], **lora},
+        "ppo": {**MINIMAL["ppo"], **lora},
+    }
+    run = tmp_path / "run"
+    metrics = run_pipeline(PipelineConfig.from_dict(config), run, log=lambda _: None)
+    assert set(metrics) == set(STAGES)
+    for stage in ("sft", "ppo"):  # adapters merged: plain checkpoints that load strictly
+        names = set(json.loads((run / stage / "config.json").read_text()))
+        assert "base_model_name_or_path" not in names
+        load_causal_lm(run / stage)
+    assert not (run / "sft" / "adapter_config.json").exists()
+    before, after = load_causal_lm(base).state_dict(), load_causal_lm(run / "sft").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_quote_penalty_lowers_ppo_reward_for_hallucinated_quotes():
+    from trl.experimental.utils import get_reward
+
+    from critic.critique import build_prompt
+    from critic.model import CriticForSequenceClassification, to_hf_config
+    from critic.model.config import CriticConfig
+    from critic.tokenizer import load_hf_tokenizer
+    from rl.ppo import QuotePenalty
+
+    tokenizer = load_hf_tokenizer()
+    torch.manual_seed(0)
+    model = CriticForSequenceClassification(
+        to_hf_config(CriticConfig.from_preset("tiny"), num_labels=1)
+    ).eval()
+    prompt = tokenizer(build_prompt("def add(a, b):\n    return a - b\n"))["input_ids"]
+    answers = [
+        "```\nreturn a - b\n```\nShould add.<end_of_turn>",
+        "```\nreturn a * b\n```\nWrong.<end_of_turn>",
+    ]
+    responses = [tokenizer(a)["input_ids"] + [tokenizer.eos_token_id] for a in answers]
+    width = max(map(len, responses))
+    rows = [prompt + r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses]
+    batch = torch.tensor(rows)
+    with torch.no_grad():
+        _, plain, _ = get_reward(model, batch, tokenizer.pad_token_id, len(prompt))
+        _, penalised, _ = get_reward(
+            QuotePenalty(model, tokenizer, 2.5), batch, tokenizer.pad_token_id, len(prompt)
+        )
+    assert torch.allclose(penalised, plain - torch.tensor([0.0, 2.5]))
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "gemma-2-2b.yaml"])
+def test_shipped_configs_parse(name):
+    from pathlib import Path
+
+    config = PipelineConfig.from_yaml(Path(__file__).resolve().parents[1] / "rl" / "configs" / name)
+    assert config.sft.max_steps > 0 and config.ppo.total_episodes > 0
