@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def trainer_defaults(seed: int) -> dict[str, Any]:
         report_to=[],
         save_strategy="no",
         logging_steps=10,
-        disable_tqdm=True,
+        disable_tqdm=not sys.stderr.isatty(),  # progress bars for people, metric lines for logs
         seed=seed,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         fp16=False,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
+from rich.console import Console
+from rich.progress import track
 
 from critic.critique import END_OF_TURN, critique_completion_end
 from critic.model import load_causal_lm
@@ -24,7 +26,7 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
     policy = load_causal_lm(check_checkpoint(policy_dir))
     tokenizer = load_tokenizer(policy_dir)
     stops = [policy.config.eos_token_id, tokenizer.token_to_id(END_OF_TURN)]
-    result = {}
+    result, console = {}, Console(stderr=True)
     for split in SPLITS:
         rows = data[split]
         if cfg.max_tasks is not None:
@@ -33,7 +35,8 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
             k: [] for k in ("task_id", "code", "bug_lines", "description", "critique", "origin")
         }
         jobs = [(i, k) for i in range(len(rows)) for k in range(cfg.samples_per_task)]
-        for start in range(0, len(jobs), cfg.batch_size):
+        batches = range(0, len(jobs), cfg.batch_size)
+        for start in track(batches, f"sampling {split}", console=console, disable=not console.is_terminal):
             batch = jobs[start : start + cfg.batch_size]
             prompts = [tokenizer.encode(request(rows[i]["code"])).ids for i, _ in batch]
             outs = generate(

@@ -47,32 +47,34 @@ def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
     model, tokenizer = initial_policy(cfg)
     metrics: dict = {"parameters": sum(p.numel() for p in model.parameters())}
     with tempfile.TemporaryDirectory() as scratch:
-        if cfg.pretrain_steps:
-            args = SFTConfig(
+
+        def args(steps: int, **extra) -> SFTConfig:
+            return SFTConfig(
                 output_dir=scratch,
-                max_steps=cfg.pretrain_steps,
+                max_steps=steps,
                 per_device_train_batch_size=cfg.batch_size,
                 learning_rate=cfg.learning_rate,
                 max_length=cfg.max_length,
+                **extra,
                 **trainer_defaults(cfg.seed),
             )
-            trainer = SFTTrainer(model, args, train_dataset=pretraining_corpus(), processing_class=tokenizer)
+
+        if cfg.pretrain_steps:
+            corpus = pretraining_corpus()
+            trainer = SFTTrainer(
+                model, args(cfg.pretrain_steps), train_dataset=corpus, processing_class=tokenizer
+            )
             metrics["pretrain_loss"] = trainer.train().training_loss
         train = data["train"].map(
             lambda row: {"prompt": request(row["code"]), "completion": reference_completion(row)},
             remove_columns=data["train"].column_names,
         )
-        args = SFTConfig(
-            output_dir=scratch,
-            max_steps=cfg.max_steps,
-            per_device_train_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            max_length=cfg.max_length,
-            completion_only_loss=True,
-            **trainer_defaults(cfg.seed),
-        )
         trainer = SFTTrainer(
-            model, args, train_dataset=train, processing_class=tokenizer, peft_config=cfg.lora("CAUSAL_LM")
+            model,
+            args(cfg.max_steps, completion_only_loss=True),
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=cfg.lora("CAUSAL_LM"),
         )
         result = trainer.train()
     metrics.update(loss=result.training_loss, steps=result.global_step)

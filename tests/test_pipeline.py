@@ -143,7 +143,7 @@ def test_killed_during_reward_then_rerun_finishes_without_redoing_sft(tmp_path):
 
 
 def test_lora_stages_from_an_existing_checkpoint(tmp_path):
-    """The GPU recipe's paths at tiny size: start from a checkpoint directory, LoRA in SFT, reward and PPO."""
+    """The GPU recipe's paths at tiny size: from a checkpoint, pre-training, LoRA in SFT, reward, PPO."""
     from critic.model import CriticConfig, new_causal_lm, save_checkpoint
     from critic.model.checkpoint import load_causal_lm
     from critic.tokenizer import load_tokenizer, save_tokenizer
@@ -154,7 +154,7 @@ def test_lora_stages_from_an_existing_checkpoint(tmp_path):
     lora = {"lora_r": 4, "lora_alpha": 8}
     config = {
         **MINIMAL,
-        "sft": {**MINIMAL["sft"], "init": str(base), **lora},
+        "sft": {**MINIMAL["sft"], "init": str(base), "pretrain_steps": 2, **lora},
         "reward": {**MINIMAL["reward"], **lora},
         "ppo": {**MINIMAL["ppo"], **lora},
     }
