@@ -196,29 +196,25 @@ def build_samples(
     samples: list[dict] = []
     for item in items:
         candidates = _unique(tamper(item.code, rng, max_samples=per_item * oversample, kinds=kinds))
-        if not item.test:
-            kept = pick_diverse(candidates, per_item)
-            samples += [_record(item, t, verified=False) for t in kept]
-            stats.candidates.update(t.bug_kind for t in candidates)
-            stats.kept.update(t.bug_kind for t in kept)
-            if on_progress:
-                on_progress(1)
-            continue
-        results = run_many(
-            [(item.code, item.test)] + [(t.code, item.test) for t in candidates], workers, timeout=timeout
-        )
-        if not results[0].passed:
-            stats.items_skipped += 1
-        else:
-            stats.candidates.update(t.bug_kind for t in candidates)
-            # "error" means the sandbox never ran the program: no evidence either way.
-            broken = [
-                t for t, r in zip(candidates, results[1:], strict=True) if r.status not in ("passed", "error")
-            ]
-            stats.verified.update(t.bug_kind for t in broken)
-            kept = pick_diverse(broken, per_item)
-            stats.kept.update(t.bug_kind for t in kept)
-            samples += [_record(item, t, verified=True) for t in kept]
+        keepable = candidates  # without tests, every tampering that compiles and changed the AST
+        if item.test:
+            jobs = [(item.code, item.test)] + [(t.code, item.test) for t in candidates]
+            results = run_many(jobs, workers, timeout=timeout)
+            if not results[0].passed:
+                stats.items_skipped += 1
+                candidates = keepable = []
+            else:
+                # "error" means the sandbox never ran the program: no evidence either way.
+                keepable = [
+                    t
+                    for t, r in zip(candidates, results[1:], strict=True)
+                    if r.status not in ("passed", "error")
+                ]
+                stats.verified.update(t.bug_kind for t in keepable)
+        stats.candidates.update(t.bug_kind for t in candidates)
+        kept = pick_diverse(keepable, per_item)
+        stats.kept.update(t.bug_kind for t in kept)
+        samples += [_record(item, t, verified=bool(item.test)) for t in kept]
         if on_progress:
             on_progress(1)
     return samples, stats

@@ -62,6 +62,8 @@ class SampleStage:
 @dataclass
 class RateStage:
     include_gold: bool = True  # the tamperer's own description, as CriticGPT's comparisons do
+    automatic: bool = True  # rate the sampled critiques with the automatic rubric rater
+    human_ratings: str | None = None  # and/or add pairs from `critic data export` output (a directory)
 
 
 @dataclass

@@ -6,12 +6,14 @@ description) are compared only with each other: preferences never cross tasks.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
 
 from critic.critique import terminate_critique
+from critic.errors import UserError
 from critic.rating import RATING_FIELDS, gold_critique, preferences, rate_critique
 from rl.common import request
 from rl.config import RateStage
@@ -49,10 +51,49 @@ def rate_split(samples: Dataset, include_gold: bool) -> tuple[Dataset, Dataset]:
     return Dataset.from_dict(dict(ratings)), Dataset.from_dict(dict(pairs))
 
 
+PAIR_FEATURES = Features(
+    {
+        name: Value("float64" if name == "margin" else "string")
+        for name in ("task_id", "prompt", "chosen", "rejected", "margin")
+    }
+)
+PREFERENCE_COLUMNS = list(PAIR_FEATURES)
+
+
+def human_preferences(path: str | Path) -> DatasetDict:
+    """Pairs from human ratings, as `critic data export` writes them (a DatasetDict with a
+    `preferences` split), divided by task: one task in ten is held out for the reward model's accuracy."""
+    from datasets import load_from_disk
+
+    try:
+        exported = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(f"{path}: not a saved DatasetDict of human ratings ({err})") from err
+    if "preferences" not in exported:
+        raise UserError(f"{path}: has no 'preferences' split (expected `critic data export` output)")
+    prefs = exported["preferences"]
+    if missing := sorted(set(PREFERENCE_COLUMNS) - set(prefs.column_names)):
+        raise UserError(f"{path}: preferences lack column(s) {', '.join(missing)}")
+    prefs = prefs.select_columns(PREFERENCE_COLUMNS)
+
+    def held_out(row: dict) -> bool:
+        return int(hashlib.sha256(row["task_id"].encode()).hexdigest()[:8], 16) % 10 == 0
+
+    return DatasetDict(train=prefs.filter(lambda row: not held_out(row)), validation=prefs.filter(held_out))
+
+
 def run_rate(cfg: RateStage, samples: DatasetDict, out: Path) -> dict:
     result, metrics = {}, {}
+    human = human_preferences(cfg.human_ratings) if cfg.human_ratings else None
     for split, ds in samples.items():
         ratings, pairs = rate_split(ds, cfg.include_gold)
+        parts = [pairs] if cfg.automatic and len(pairs) else []
+        if human is not None:
+            parts.append(human[split])
+            metrics[f"{split}_human_pairs"] = len(human[split])
+        pairs = (
+            concatenate_datasets([p.cast(PAIR_FEATURES) for p in parts]) if parts else Dataset.from_dict({})
+        )
         result[f"ratings_{split}"], result[f"preferences_{split}"] = ratings, pairs
         metrics[f"{split}_pairs"] = len(pairs)
         if len(ratings):
@@ -60,7 +101,7 @@ def run_rate(cfg: RateStage, samples: DatasetDict, out: Path) -> dict:
             metrics[f"{split}_policy_cbi_rate"] = sum(r["cbi"] >= 6 for r in policy) / max(1, len(policy))
     missing = [name for name, ds in result.items() if name.startswith("preferences") and not len(ds)]
     if missing:
-        raise ValueError(f"no preference pairs in {', '.join(missing)}: sample more critiques per task")
+        raise UserError(f"no preference pairs in {', '.join(missing)}: sample more critiques per task")
     DatasetDict(result).save_to_disk(str(out))
     metrics["rating_fields"] = list(RATING_FIELDS)
     return metrics

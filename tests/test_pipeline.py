@@ -207,3 +207,40 @@ def test_shipped_configs_parse(name):
 
     config = PipelineConfig.from_yaml(Path(__file__).resolve().parents[1] / "rl" / "configs" / name)
     assert config.sft.max_steps > 0 and config.ppo.total_episodes > 0
+
+
+def test_rate_stage_adds_human_preferences_from_an_export(finished_run, tmp_path):
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    from rl.config import RateStage
+    from rl.rate import run_rate
+
+    run, metrics, _ = finished_run
+    tasks = [f"human/{i}" for i in range(40)]
+    export = DatasetDict(
+        preferences=Dataset.from_dict(
+            {
+                "task_id": tasks,
+                "prompt": ["<bos>request"] * 40,
+                "chosen": ["good<end_of_turn>"] * 40,
+                "rejected": ["bad<end_of_turn>"] * 40,
+                "margin": [2] * 40,  # ints are cast
+                "rater": ["ann"] * 40,  # extra columns are dropped
+            }
+        )
+    )
+    export.save_to_disk(str(tmp_path / "export"))
+    samples = load_from_disk(str(run / "sample"))
+
+    both = run_rate(RateStage(human_ratings=str(tmp_path / "export")), samples, tmp_path / "both")
+    human = both["train_human_pairs"] + both["validation_human_pairs"]
+    assert human == 40 and both["validation_human_pairs"] > 0
+    assert both["train_pairs"] == metrics["rate"]["train_pairs"] + both["train_human_pairs"]
+    only = run_rate(
+        RateStage(automatic=False, human_ratings=str(tmp_path / "export")), samples, tmp_path / "only"
+    )
+    assert only["train_pairs"] + only["validation_pairs"] == 40
+
+    Dataset.from_dict({"x": [1]}).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(UserError, match="preferences"):
+        run_rate(RateStage(human_ratings=str(tmp_path / "bad")), samples, tmp_path / "bad_out")
