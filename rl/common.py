@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from critic.critique import build_prompt, terminate_critique
-from critic.model.checkpoint import CheckpointError, read_config, read_state_dict
+from critic.model.checkpoint import CheckpointError, verify_checkpoint
 from critic.rating import gold_critique
 
 BOS = "<bos>"
@@ -27,8 +27,7 @@ def reference_completion(row: dict[str, Any]) -> str:
 def check_checkpoint(directory: str | Path) -> Path:
     """Fail early, naming the file, on a missing or corrupted checkpoint (before transformers is asked)."""
     directory = Path(directory)
-    read_config(directory)
-    read_state_dict(directory)
+    verify_checkpoint(directory)
     if not (directory / "tokenizer.json").is_file():
         raise CheckpointError(f"{directory / 'tokenizer.json'}: no such file")
     return directory

@@ -34,11 +34,12 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
         records: dict[str, list] = {
             k: [] for k in ("task_id", "code", "bug_lines", "description", "critique", "origin")
         }
+        encoded = [tokenizer.encode(request(code)).ids for code in rows["code"]]  # once per task
         jobs = [(i, k) for i in range(len(rows)) for k in range(cfg.samples_per_task)]
         batches = range(0, len(jobs), cfg.batch_size)
         for start in track(batches, f"sampling {split}", console=console, disable=not console.is_terminal):
             batch = jobs[start : start + cfg.batch_size]
-            prompts = [tokenizer.encode(request(rows[i]["code"])).ids for i, _ in batch]
+            prompts = [encoded[i] for i, _ in batch]
             outs = generate(
                 policy, prompts, cfg.max_new_tokens, stops, cfg.temperature, seed=cfg.seed + start
             )

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -38,25 +38,45 @@ def read_config(directory: str | Path) -> CriticConfig:
         raise CheckpointError(f"{path}: {err}") from err
 
 
-def read_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
+def weight_files(directory: str | Path) -> list[Path]:
+    """The safetensors files of a checkpoint: one file, or the shards its index lists."""
     directory = Path(directory)
     index = directory / INDEX_NAME
-    if index.is_file():
+    if not index.is_file():
+        return [directory / WEIGHTS_NAME]
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (json.JSONDecodeError, KeyError) as err:
+        raise CheckpointError(f"{index}: malformed index ({err})") from err
+    return [directory / name for name in shards]
+
+
+def _open_error(file: Path, err: Exception) -> CheckpointError:
+    if not file.is_file():
+        return CheckpointError(f"{file}: no such file")
+    return CheckpointError(f"{file}: unreadable safetensors file ({err})")
+
+
+def verify_checkpoint(directory: str | Path) -> CriticConfig:
+    """Config plus every weight file's header, without reading tensors: a cheap check that fails
+    early, naming the file, before a long job loads the weights."""
+    config = read_config(directory)
+    for file in weight_files(directory):
         try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError) as err:
-            raise CheckpointError(f"{index}: malformed index ({err})") from err
-        files = [directory / name for name in shards]
-    else:
-        files = [directory / WEIGHTS_NAME]
+            with safe_open(file, framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise _open_error(file, err) from err
+    return config
+
+
+def read_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
-    for file in files:
-        if not file.is_file():
-            raise CheckpointError(f"{file}: no such file")
+    for file in weight_files(directory):
         try:
             state.update(load_file(file))
         except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{file}: unreadable safetensors file ({err})") from err
+            raise _open_error(file, err) from err
     return state
 
 
