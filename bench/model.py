@@ -4,77 +4,45 @@
 
 Prints prefill and decode tokens/s for each model and their ratio (ours / transformers),
 and the KV-cache bytes of our sliding-window ring at 4 x window vs a full cache.
-Decode is greedy, 64 new tokens after a 128-token prompt; best of --repeats.
+Decode is greedy, 64 new tokens after a 128-token prompt, whole calls, best of --repeats;
+bench/decode.py measures decode alone, at a longer prompt, in more detail.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from transformers import Gemma2ForCausalLM
+from common import CONFIGS, best_times, same_weights
+from decode import decode_rates
 
-from critic.model import CriticConfig, CriticForCausalLM, KVCache, new_causal_lm, to_hf_config
-from critic.sampling import generate
+from critic.model import CriticConfig, KVCache, new_causal_lm
 
-CONFIGS = {
-    "tiny": CriticConfig.from_preset("tiny"),
-    "cpu-30m": CriticConfig.from_preset(
-        "tiny",
-        hidden_size=512,
-        intermediate_size=2048,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        head_dim=64,
-        query_pre_attn_scalar=64,
-    ),
-}
 PROMPT, NEW = 128, 64
-GREEDY = dict(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 @torch.inference_mode()
 def bench(name: str, config: CriticConfig, repeats: int) -> None:
     ours = new_causal_lm(config, seed=0).eval()
-    ref = Gemma2ForCausalLM(to_hf_config(config, attn_implementation="eager")).eval()
-    ref.load_state_dict(ours.state_dict())
-    wrapped = CriticForCausalLM(to_hf_config(config)).eval()
-    wrapped.load_state_dict(ours.state_dict())
+    _, ref = same_weights(ours)
     print(f"\n{name}: {config.num_parameters() / 1e6:.1f} M parameters, window {config.sliding_window}")
     print(f"{'measure':34} {'ours':>10} {'transformers':>13} {'ratio':>7}")
 
     gen = torch.Generator().manual_seed(0)
     for batch, length in ((1, 512), (4, 512)):
         ids = torch.randint(3, config.vocab_size, (batch, length), generator=gen)
-        t_ours = best_time(lambda ids=ids: ours(ids), repeats)
-        t_ref = best_time(lambda ids=ids: ref(input_ids=ids, use_cache=False), repeats)
+        t = best_times(
+            {"ours": lambda ids=ids: ours(ids), "ref": lambda ids=ids: ref(input_ids=ids)}, repeats
+        )
         n = batch * length
         row = f"prefill tok/s (batch {batch} x {length})"
-        print(f"{row:34} {n / t_ours:10.0f} {n / t_ref:13.0f} {t_ref / t_ours:6.2f}x")
+        print(f"{row:34} {n / t['ours']:10.0f} {n / t['ref']:13.0f} {t['ref'] / t['ours']:6.2f}x")
 
-    for batch in (1, 4):
-        ids = torch.randint(3, config.vocab_size, (batch, PROMPT), generator=gen)
-        prompts = ids.tolist()
-        t_ours = best_time(lambda p=prompts: generate(ours, p, NEW), repeats)
-        t_wrapped = best_time(lambda ids=ids: wrapped.generate(ids, **GREEDY), repeats)
-        t_ref = best_time(lambda ids=ids: ref.generate(ids, **GREEDY), repeats)
-        n = batch * NEW
-        row = f"decode tok/s, batch {batch} (our loop)"
-        print(f"{row:34} {n / t_ours:10.0f} {n / t_ref:13.0f} {t_ref / t_ours:6.2f}x")
-        row = f"decode tok/s, batch {batch} (generate())"
-        print(f"{row:34} {n / t_wrapped:10.0f} {n / t_ref:13.0f} {t_ref / t_wrapped:6.2f}x")
+    for rates in decode_rates(ours, PROMPT, NEW, repeats=repeats):
+        batch, theirs = rates["batch"], rates["transformers_tok_s"]
+        for label, key in (("our loop", "ours_tok_s"), ("generate()", "wrapper_tok_s")):
+            row = f"decode tok/s, batch {batch} ({label})"
+            print(f"{row:34} {rates[key]:10.0f} {theirs:13.0f} {rates[key] / theirs:6.2f}x")
 
     length = 4 * config.sliding_window
     cache = KVCache(config, max_length=length)

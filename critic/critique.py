@@ -33,6 +33,7 @@ __all__ = [
     "END_OF_TURN",
     "HIGHLIGHT_FENCE",
     "INSTRUCTION",
+    "NO_BUGS",
     "START_OF_TURN",
     "Critique",
     "Highlight",
@@ -46,6 +47,7 @@ __all__ = [
     "parse_critique",
     "split_request",
     "terminate_critique",
+    "trim_for_continuation",
 ]
 
 START_OF_TURN = "<start_of_turn>"
@@ -59,6 +61,10 @@ INSTRUCTION = (
     "verbatim, copied exactly from the code, in its own ``` fenced block, and explain the problem "
     "right after the block. If you find no bugs, say so."
 )
+
+# What a critic says of code it finds nothing wrong with: the reference a finding's confidence is
+# measured against, and the training target for clean code.
+NO_BUGS = "I found no bugs in this code."
 
 MatchKind = Literal["exact", "whitespace"]
 
@@ -179,6 +185,30 @@ def open_highlight(critique_so_far: str) -> str:
     if not critique_so_far or critique_so_far.endswith("\n"):
         return critique_so_far + HIGHLIGHT_FENCE
     return f"{critique_so_far}\n\n{HIGHLIGHT_FENCE}"
+
+
+def trim_for_continuation(critique: str) -> str:
+    """What FSBS continues from: the critique up to the first paragraph of its last closed highlight's
+    comment. The end marker, a concluding paragraph without a highlight ("Otherwise the code looks
+    fine.") and a highlight left unclosed by the token budget are dropped."""
+    end = critique_completion_end(critique)
+    lines = _normalize_newlines(critique if end is None else critique[:end]).split("\n")
+    fence, cut = 0, 0  # cut: number of lines kept
+    in_comment = has_text = False
+    for number, line in enumerate(lines):
+        if fence:
+            close = _CLOSE.fullmatch(line)
+            if close and len(close[1]) >= fence:
+                fence, cut = 0, number + 1
+                in_comment, has_text = True, bool(close[2].strip())
+        elif opening := _OPEN.fullmatch(line):
+            fence, in_comment = len(opening[1]), False
+        elif in_comment:
+            if line.strip():
+                cut, has_text = number + 1, True
+            elif has_text:  # a blank line after comment text ends the comment's first paragraph
+                in_comment = False
+    return "\n".join(lines[:cut]).rstrip()
 
 
 # --- writing ---------------------------------------------------------------------------------------

@@ -46,3 +46,89 @@ def randomize_(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> tor
 @pytest.fixture
 def config() -> CriticConfig:
     return stress_config()
+
+
+# --- a critic that knows one bug ------------------------------------------------------------------
+
+BUGGY_CODE = """def average(xs):
+    total = 0
+    for i in range(len(xs) - 1):
+        total += xs[i]
+    return total / len(xs)
+"""
+BUG_LINE = 3
+BUG_QUOTE = "for i in range(len(xs) - 1):"
+BUG_CRITIQUE = (
+    f"```\n{BUG_QUOTE}\n```\nOff-by-one: the loop stops before the last element, so the total misses it."
+)
+BUG_RULE = "CRT101"
+
+
+def with_comment(comment: str, code: str = BUGGY_CODE) -> str:
+    """BUGGY_CODE with `comment` at the end of the bug line."""
+    lines = code.split("\n")
+    lines[BUG_LINE - 1] += f"  {comment}"
+    return "\n".join(lines)
+
+
+# The code the memorized critic answers (tests sample it at temperature 0.5, where it writes the
+# critique nearly every time) with BUG_CRITIQUE: the bug as is, and under suppression
+# comments (the critic still finds it; the comment must silence it).
+KNOWN_CODES = (BUGGY_CODE, with_comment("# critic: ignore"), with_comment("# critic: ignore[CRT105]"))
+
+
+def memorize_critic(out, steps: int = 150, seed: int = 0):
+    """A tiny critic trained until it writes BUG_CRITIQUE for KNOWN_CODES, plus a random reward model.
+
+    Tests of `critic review` need a model with known findings; training one on three examples takes
+    seconds, where any real critic would make the tests slow or vague.
+    """
+    from pathlib import Path
+
+    from critic.critique import build_prompt, terminate_critique
+    from critic.model import Gemma2RewardModel, new_causal_lm, save_checkpoint
+    from critic.model.gemma2 import init_weights
+    from critic.tokenizer import load_tokenizer, save_tokenizer
+
+    out = Path(out)
+    config = CriticConfig.from_preset("tiny")
+    tokenizer = load_tokenizer()
+    policy = new_causal_lm(config, seed)
+    answer = tokenizer.encode(terminate_critique(BUG_CRITIQUE), add_special_tokens=False).ids
+    rows = []
+    for code in KNOWN_CODES:
+        prompt = [config.bos_token_id, *tokenizer.encode(build_prompt(code), add_special_tokens=False).ids]
+        rows.append((prompt, answer))
+    width = max(len(p) + len(a) for p, a in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    for i, (prompt, answer) in enumerate(rows):
+        ids[i, : len(prompt) + len(answer)] = torch.tensor(prompt + answer)
+        labels[i, len(prompt) : len(prompt) + len(answer)] = torch.tensor(answer)
+    mask = (labels != -100) | (ids != 0)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    policy.train()
+    for _ in range(steps):
+        logits = policy(ids, mask.long())[:, :-1]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    policy.eval()
+    torch.manual_seed(seed)
+    reward = Gemma2RewardModel(config)
+    reward.apply(lambda m: init_weights(m, config.initializer_range))
+    for name, model in (("policy", policy), ("reward", reward)):
+        save_checkpoint(model, out / name)
+        save_tokenizer(tokenizer, out / name)
+    return out / "policy", out / "reward", loss.item()
+
+
+@pytest.fixture(scope="session")
+def known_critic(tmp_path_factory):
+    """(policy dir, reward dir) of the memorized critic, built once per test session."""
+    policy, reward, loss = memorize_critic(tmp_path_factory.mktemp("known_critic"))
+    assert loss < 0.05, f"the memorized critic did not learn its critique (loss {loss:.3f})"
+    return policy, reward

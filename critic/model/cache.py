@@ -46,14 +46,41 @@ class KVCache:
 
     def append_padding_mask(self, new_valid: torch.Tensor) -> None:
         """Record which of the T incoming tokens are real ([B, T] bool)."""
-        b, t = new_valid.shape
-        end = self.seen + t
+        end = self.seen + new_valid.shape[1]
+        self._grow_valid(end, new_valid.shape[0], new_valid.device)
+        self.valid[:, self.seen : end] = new_valid
+
+    def _grow_valid(self, end: int, batch: int, device: torch.device) -> None:
         if self.valid is None or self.valid.shape[1] < end:
-            grown = new_valid.new_zeros(b, self._capacity(end))
+            grown = torch.zeros(batch, self._capacity(end), dtype=torch.bool, device=device)
             if self.valid is not None:
                 grown[:, : self.seen] = self.valid[:, : self.seen]
             self.valid = grown
-        self.valid[:, self.seen : end] = new_valid
+
+    def reserve(
+        self, extra: int, batch: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        """Allocate room for `extra` more tokens now, so steps that follow write in place.
+
+        Marks those tokens real in `valid` already: only entries below `seen` are ever read.
+        """
+        end = self.seen + extra
+        self._grow_valid(end, batch, device)
+        self.valid[:, self.seen : end] = True
+        for i in range(len(self.keys)):
+            self._allocate(i, batch, kv_heads, head_dim, dtype, device)
+
+    def _allocate(self, i: int, b: int, h: int, d: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Layer i's buffers: a ring of W slots, or (global) the capacity of `valid`, keeping `seen`."""
+        size = self.valid.shape[1] if self.is_global[i] else self.window
+        if self.keys[i] is not None and self.keys[i].shape[2] >= size:
+            return
+        new_k = torch.zeros(b, h, size, d, dtype=dtype, device=device)
+        new_v = torch.zeros_like(new_k)
+        if self.keys[i] is not None:  # only global buffers grow
+            new_k[:, :, : self.seen] = self.keys[i][:, :, : self.seen]
+            new_v[:, :, : self.seen] = self.values[i][:, :, : self.seen]
+        self.keys[i], self.values[i] = new_k, new_v
 
     def key_indices(self, layer_global: bool, t: int) -> torch.Tensor | None:
         """Absolute index of each key the next T queries attend over (-1 = empty slot).
@@ -70,8 +97,12 @@ class KVCache:
         if self.seen == 0:
             return None
         last = self.seen - 1
-        ring = last - torch.remainder(last - slots, self.window)
+        ring = (last - torch.remainder(last - slots, self.window))[: self._ring_filled()]
         return torch.cat([ring, torch.arange(self.seen, self.seen + t, device=device)])
+
+    def _ring_filled(self) -> int:
+        """Ring slots written so far: until the ring wraps, slot s holds index s."""
+        return min(self.seen, self.window)
 
     # -- called by each attention layer --------------------------------------------
 
@@ -83,34 +114,30 @@ class KVCache:
 
     def _update_global(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.seen + k.shape[2]
-        if self.keys[i] is None or self.keys[i].shape[2] < end:
-            b, h, _, d = k.shape
-            cap = self.valid.shape[1]
-            new_k, new_v = k.new_zeros(b, h, cap, d), v.new_zeros(b, h, cap, d)
-            if self.keys[i] is not None:
-                new_k[:, :, : self.seen] = self.keys[i][:, :, : self.seen]
-                new_v[:, :, : self.seen] = self.values[i][:, :, : self.seen]
-            self.keys[i], self.values[i] = new_k, new_v
+        b, h, _, d = k.shape
+        self._allocate(i, b, h, d, k.dtype, k.device)
         self.keys[i][:, :, self.seen : end] = k
         self.values[i][:, :, self.seen : end] = v
         return self.keys[i][:, :, :end], self.values[i][:, :, :end]
 
     def _update_ring(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t, w = k.shape[2], self.window
-        if self.keys[i] is None:
-            b, h, _, d = k.shape
-            self.keys[i], self.values[i] = k.new_zeros(b, h, w, d), v.new_zeros(b, h, w, d)
+        b, h, _, d = k.shape
+        self._allocate(i, b, h, d, k.dtype, k.device)
         ring_k, ring_v = self.keys[i], self.values[i]
         if t == 1:
             slot = self.seen % w
             ring_k[:, :, slot] = k[:, :, 0]
             ring_v[:, :, slot] = v[:, :, 0]
             return ring_k, ring_v
-        # Several new tokens: attend over the old ring plus all of them, then keep the last W.
+        # Several new tokens: attend over the old ring's written slots plus all of them, then
+        # keep the last W.
         if self.seen == 0:
             out_k, out_v = k, v
         else:
-            out_k, out_v = torch.cat([ring_k, k], dim=2), torch.cat([ring_v, v], dim=2)
+            filled = self._ring_filled()
+            out_k = torch.cat([ring_k[:, :, :filled], k], dim=2)
+            out_v = torch.cat([ring_v[:, :, :filled], v], dim=2)
         keep = min(t, w)
         slots = torch.arange(self.seen + t - keep, self.seen + t, device=k.device) % w
         ring_k[:, :, slots] = k[:, :, t - keep :]

@@ -96,13 +96,25 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], directory: Path
     model.load_state_dict(state, strict=False)
 
 
+# Below this size a model is built on the CPU and its random init simply overwritten: building on the
+# meta device imports torch's Python reference ops (about a second), more than a small model's init.
+META_ABOVE_PARAMETERS = 50_000_000
+
+
+def _unfilled(cls, config: CriticConfig, *args):
+    """A model whose weights are about to be loaded: on the meta device only where init would cost."""
+    if config.num_parameters() < META_ABOVE_PARAMETERS:
+        return cls(config, *args)
+    with torch.device("meta"):
+        return cls(config, *args)
+
+
 def load_causal_lm(
     directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
 ) -> Gemma2CausalLM:
     """The policy from a checkpoint directory (ours or a public Gemma 2), in eval mode."""
     config = read_config(directory)
-    with torch.device("meta"):
-        model = Gemma2CausalLM(config)
+    model = _unfilled(Gemma2CausalLM, config)
     state = read_state_dict(directory)
     head, embed = state.get("lm_head.weight"), state.get("model.embed_tokens.weight")
     if head is not None and embed is not None and not torch.equal(head, embed):
@@ -121,9 +133,7 @@ def load_reward_model(
     config = read_config(directory)
     raw = json.loads((Path(directory) / "config.json").read_text())
     num_labels = len(raw.get("id2label") or {"0": "LABEL_0"})
-    with torch.device("meta"):
-        model = Gemma2RewardModel(config, num_labels)
-    model = model.to_empty(device=device)
+    model = _unfilled(Gemma2RewardModel, config, num_labels).to_empty(device=device)
     _load_into(model, read_state_dict(directory), Path(directory), optional=set())
     return model.to(dtype).eval()
 

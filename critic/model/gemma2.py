@@ -76,28 +76,36 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(hidden, self.n_kv_head * d, bias=False)
         self.o_proj = nn.Linear(self.n_head * d, hidden, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, last_only: bool = False) -> torch.Tensor:
+        """last_only: keys and values for every token, queries (and output) for the last one only."""
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k = apply_rope(k, cos, sin)
+        if last_only:
+            x, cos, sin, mask = x[:, -1:], cos[:, :, -1:], sin[:, :, -1:], mask[:, :, -1:]
+        tq = x.shape[1]
+        q = apply_rope(self.q_proj(x).view(b, tq, self.n_head, self.head_dim).transpose(1, 2), cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
 
         # GQA without copying K/V: fold each KV head's query group into the row axis.
         group = self.n_head // self.n_kv_head
-        qg = q.reshape(b, self.n_kv_head, group * t, self.head_dim)
+        qg = q.reshape(b, self.n_kv_head, group * tq, self.head_dim)
         # Soft-cap (before the mask): cap * tanh(q.k * scaling / cap). Folding scaling / cap
-        # into q saves two passes over the [T, S] score matrix.
+        # into q, tanh in place and cap into the mask's add make it one pass over the [T, S]
+        # scores besides tanh's.
         if self.softcap is None:
-            scores = (qg * self.scaling) @ k.transpose(-1, -2)
+            scores = ((qg * self.scaling) @ k.transpose(-1, -2)).view(b, self.n_head, tq, -1) + mask
         else:
-            scores = torch.tanh((qg * (self.scaling / self.softcap)) @ k.transpose(-1, -2)) * self.softcap
-        scores = scores.view(b, self.n_head, t, -1) + mask
-        probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        out = probs.view(b, self.n_kv_head, group * t, -1) @ v
-        out = out.view(b, self.n_head, t, self.head_dim).transpose(1, 2).reshape(b, t, -1)
+            scores = ((qg * (self.scaling / self.softcap)) @ k.transpose(-1, -2)).tanh_()
+            scores = torch.add(mask, scores.view(b, self.n_head, tq, -1), alpha=self.softcap)
+        if scores.dtype == torch.float32:
+            probs = F.softmax(scores, dim=-1)  # the dtype argument alone costs a fifth more on CPU
+        else:
+            probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        out = probs.view(b, self.n_kv_head, group * tq, -1) @ v
+        out = out.view(b, self.n_head, tq, self.head_dim).transpose(1, 2).reshape(b, tq, -1)
         return self.o_proj(out)
 
 
@@ -125,8 +133,10 @@ class DecoderLayer(nn.Module):
         self.pre_feedforward_layernorm = RMSNorm(config.hidden_size, eps)
         self.post_feedforward_layernorm = RMSNorm(config.hidden_size, eps)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None) -> torch.Tensor:
-        x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, mask, cache))
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, last_only: bool = False) -> torch.Tensor:
+        """last_only: the output at the last position only (see Attention.forward)."""
+        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, last_only)
+        x = (x[:, -1:] if last_only else x) + self.post_attention_layernorm(h)
         return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
 
 
@@ -160,9 +170,17 @@ class Gemma2Model(nn.Module):
         cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        last_only: bool = False,
         **_: object,  # return_dict, use_cache, ... from Hugging Face callers
     ) -> BackboneOutput:
-        """attention_mask: [B, T] or [B, past + T] with 1 for real tokens (left padding allowed)."""
+        """attention_mask: [B, T] or [B, past + T] with 1 for real tokens (left padding allowed).
+
+        last_only: the caller wants the last position's state alone (prefill for sampling), so
+        the last layer computes its queries, attention and MLP for that position only (keys
+        and values for all) and last_hidden_state is [B, 1, H]. Not with output_hidden_states.
+        """
+        if last_only and output_hidden_states:
+            raise ValueError("last_only drops the hidden states output_hidden_states asks for")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         b, t, _ = x.shape
         past = cache.seen if cache is not None else 0
@@ -175,12 +193,13 @@ class Gemma2Model(nn.Module):
         masks = self._masks(attention_mask, cache, b, t, x)
 
         hidden_states = [x] if output_hidden_states else None
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             mask = masks[SLIDING if layer.is_sliding else GLOBAL]
+            last = last_only and i == len(self.layers) - 1
             if self.gradient_checkpointing and self.training:
-                x = self._gradient_checkpointing_func(layer.__call__, x, cos, sin, mask, cache)
+                x = self._gradient_checkpointing_func(layer.__call__, x, cos, sin, mask, cache, last)
             else:
-                x = layer(x, cos, sin, mask, cache)
+                x = layer(x, cos, sin, mask, cache, last)
             if hidden_states is not None:
                 hidden_states.append(x)
         x = self.norm(x)
@@ -246,9 +265,7 @@ class Gemma2CausalLM(nn.Module):
         last_only: bool = False,
     ) -> torch.Tensor:
         """Logits [B, T, V] (or [B, 1, V] with last_only, all decoding needs)."""
-        h = self.model(input_ids, attention_mask, position_ids, cache).last_hidden_state
-        if last_only:
-            h = h[:, -1:]
+        h = self.model(input_ids, attention_mask, position_ids, cache, last_only=last_only).last_hidden_state
         return softcap(self.lm_head(h), self.config.final_logit_softcapping)
 
 
