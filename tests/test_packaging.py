@@ -19,3 +19,36 @@ def test_every_package_is_listed_in_pyproject():
             relative = init.parent.relative_to(ROOT).as_posix()
             found.add(mapped.get(relative, relative.replace("/", ".")))
     assert found == listed
+
+
+def test_wheel_ships_the_default_critic_and_hook_files(tmp_path):
+    """pre-commit installs the package with a plain (non-editable) pip install: the wheel itself must
+    carry the default critic, the tokenizer and the pipeline configs."""
+    import subprocess
+    import sys
+    import zipfile
+
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("critic-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for role in ("policy", "reward"):
+        for file in ("config.json", "model.safetensors", "tokenizer.json"):
+            assert f"critic/data/default_critic/{role}/{file}" in names
+    assert {"critic/data/tokenizer.json", "rl/configs/tiny.yaml", "critic/commands/review.py"} <= names
