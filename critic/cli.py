@@ -12,6 +12,7 @@ import sys
 import typer
 
 from critic.commands import data as data_commands
+from critic.commands import eval as eval_commands
 from critic.commands import model as model_commands
 from critic.commands import review as review_commands
 from critic.commands import train as train_commands
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("review")(review_commands.review)
+app.command("eval")(eval_commands.eval_command)
 app.add_typer(model_commands.app, name="model")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(train_commands.app, name="train")
