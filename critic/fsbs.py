@@ -10,7 +10,9 @@ highlight. Of all samples of all rounds, n * (k * (d - 1) + 1) of them, the pick
 where highlights counts the quotes found in the code: hallucinated quotes are never reported, so they
 earn nothing. Many prompts (a file's chunks, several files) search together in one batch.
 
-The prompt of each chunk is prefilled once per model and shared by every row that continues it.
+The prompt of each chunk is prefilled once per model and shared by every row that continues it, and
+each beam's prefix once per round and shared by its samples. Beams of different lengths are padded in
+the middle of their rows, which costs a long row some local-window context (see critic.sampling).
 """
 
 from __future__ import annotations
@@ -152,12 +154,15 @@ class Critic:
             # The reward model reads each beam's prefix once, like the policy; its n samples follow.
             rm_beams = extend(self.reward, select(rm_rows, owners), prefix_ids)
             fan = [r for r in range(len(owners)) for _ in range(n)]
-            # Each sample draws from its own stream, keyed by its chunk, round, beam and number.
+            # Each sample draws from its own stream, keyed by its chunk, the round and its number among
+            # the chunk's samples of the round, never by its place in the batch.
+            first_row = {o: owners.index(o) for o in set(owners)}
             generators = [
                 torch.Generator(self.device).manual_seed(
-                    streams[owners[r]] + 1_000_003 * (round_ * 10_007 + i)
+                    streams[owners[r]] + 1_000_003 * (round_ * 10_007 + (r - first_row[owners[r]]) * n + j)
                 )
-                for i, r in enumerate(fan)
+                for r in range(len(owners))
+                for j in range(n)
             ]
             new = sample(
                 self.policy,
@@ -205,8 +210,8 @@ class Critic:
 
 
 def _stream_seed(seed: int, prompt: Sequence[int]) -> int:
-    """A chunk's random stream: the user's seed and the chunk itself, so a chunk's findings are the
-    same whatever is reviewed beside it."""
+    """A chunk's random stream: the user's seed and the chunk itself, so its random draws are the same
+    whatever is reviewed beside it."""
     digest = hashlib.blake2b(repr((seed, list(prompt))).encode(), digest_size=6).digest()
     return int.from_bytes(digest, "big")
 

@@ -38,9 +38,8 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
     return ids, mask
 
 
-# One generator for the batch, or one per row: then a row's samples depend only on its own stream,
-# never on which other rows share its batch (FSBS gives each chunk its own, so a file's findings do
-# not change with the files reviewed beside it).
+# One generator for the batch, or one per row: then a row's random draws depend only on its own
+# stream, never on which other rows share its batch (FSBS keys each chunk's streams by the chunk).
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 

@@ -210,3 +210,15 @@ def test_critic_rejects_mismatched_vocabularies():
     small = replace(config, vocab_size=4096)
     with pytest.raises(ValueError, match="vocabular"):
         Critic(new_causal_lm(config), Gemma2RewardModel(small), TOKENIZER)
+
+
+def test_a_chunks_draws_do_not_depend_on_its_batch(random_critic):
+    """Same-length prompts: a chunk's first-round samples are the same alone or batched (later rounds
+    may pad beams of other lengths, which moves logits by rounding)."""
+    settings = FSBSSettings(samples=2, rounds=2, keep=1, max_new_tokens=8)
+    code_a, code_b = "def f(a, b):\n    return a - b\n", "def g(a, b):\n    return a + b\n"
+    prompt_a, prompt_b = (random_critic.prompt_ids(c) for c in (code_a, code_b))
+    assert len(prompt_a) == len(prompt_b)
+    alone = random_critic.search([prompt_a], [code_a], settings, seed=5)[0]
+    batched = random_critic.search([prompt_b, prompt_a], [code_b, code_a], settings, seed=5)[1]
+    assert [c.critique for c in alone.candidates[:2]] == [c.critique for c in batched.candidates[:2]]
