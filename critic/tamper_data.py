@@ -245,7 +245,11 @@ def _record(item: SourceItem, t: Tampering, verified: bool) -> dict:
 
 
 def to_dataset_dict(samples: Sequence[dict], seed: int):
-    """A DatasetDict (train/validation/test) split by group; `group` itself is not a column."""
+    """A DatasetDict (train/validation/test) split by group; `group` itself is not a column.
+
+    Each source is split on its own, so adding a source never moves another's groups between splits:
+    HumanEval's test tasks stay held out however much other code a run adds.
+    """
     from datasets import Dataset, DatasetDict, Features, List, Value, disable_progress_bars
 
     disable_progress_bars()  # the CLI draws its own progress; datasets' bars would interleave
@@ -264,9 +268,12 @@ def to_dataset_dict(samples: Sequence[dict], seed: int):
         }
     )
     rows = {name: {f: [] for f in FIELDS} for name in SPLITS}
-    split_of = assign_splits((s["group"] for s in samples), seed)
+    split_of: dict[tuple[str, str], str] = {}
+    for source in sorted({s["source"] for s in samples}):
+        groups = assign_splits((s["group"] for s in samples if s["source"] == source), seed)
+        split_of.update(((source, group), split) for group, split in groups.items())
     for sample in samples:
-        split = rows[split_of[sample["group"]]]
+        split = rows[split_of[sample["source"], sample["group"]]]
         for f in FIELDS:
             split[f].append(sample[f])
     return DatasetDict({name: Dataset.from_dict(rows[name], features=features) for name in SPLITS})

@@ -31,7 +31,9 @@ class LoraOptions:
 
 @dataclass
 class DataStage:
-    source: str = "humaneval"  # or a directory of Python files
+    # "humaneval", "stdlib" (this interpreter's standard library), a directory of Python files, or a
+    # list of these (each is split into train/validation/test on its own)
+    source: str | list[str] = "humaneval"
     per_item: int = 4
     max_items: int | None = None  # first N source items only (quick runs and tests)
     seed: int = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,12 @@ def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from critic.tamper_data import build_samples, directory_items, humaneval_items, to_dataset_dict
 
     d = cfg.data
-    items = humaneval_items() if d.source == "humaneval" else directory_items(d.source)
+    items = []
+    for source in [d.source] if isinstance(d.source, str) else d.source:
+        if source == "humaneval":
+            items += humaneval_items()
+        else:
+            items += directory_items(sysconfig.get_paths()["stdlib"] if source == "stdlib" else source)
     items = items[: d.max_items] if d.max_items else items
     samples, stats = build_samples(items, d.per_item, d.seed)
     dsd = to_dataset_dict(samples, d.seed)

@@ -143,3 +143,22 @@ def test_cli_bad_sources_exit_2(tmp_path, kind):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("critic: error: ") and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_each_source_is_split_on_its_own():
+    """Adding a source never moves another source's groups: HumanEval's test tasks stay held out."""
+
+    def sample(source: str, group: str) -> dict:
+        row = dict.fromkeys(FIELDS, "")
+        return row | {"bug_lines": [1], "verified": False, "source": source, "group": group, "task_id": group}
+
+    humaneval = [sample("humaneval", f"HumanEval/{i}") for i in range(40)]
+    other = [sample("/usr/lib/python3", f"mod{i}.py") for i in range(30)]
+
+    def test_tasks(samples):
+        return set(to_dataset_dict(samples, seed=0)["test"]["task_id"])
+
+    alone = test_tasks(humaneval)
+    combined = test_tasks(humaneval + other)
+    assert alone and alone == {t for t in combined if t.startswith("HumanEval/")}
+    assert any(t.startswith("mod") for t in combined)  # the other source has its own test split
