@@ -44,6 +44,7 @@ class SFTStage(LoraOptions):
     preset: str = "tiny"  # architecture when training from scratch
     init: str | None = None  # or start from a checkpoint directory (e.g. public Gemma 2 weights)
     pretrain_steps: int = 0  # continued pre-training on plain Python source before SFT
+    clean_fraction: float = 0.0  # also teach "no bugs" on this share of the untampered originals
     max_steps: int = 200
     batch_size: int = 8
     learning_rate: float = 1e-3

@@ -1,17 +1,20 @@
 """SFT: teach the policy the critique format on tampered code, with TRL's SFTTrainer.
 
 Prompt = critique request for the tampered code; completion = the gold critique (bug lines quoted,
-the tamperer's description as comment). Loss on the completion only.
+the tamperer's description as comment). With `clean_fraction`, untampered originals are taught to get
+"I found no bugs in this code." Loss on the completion only.
 """
 
 from __future__ import annotations
 
+import random
 import tempfile
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 from trl import SFTConfig, SFTTrainer
 
+from critic.critique import NO_BUGS, terminate_critique
 from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
 from critic.tamper_data import split_functions
 from critic.tokenizer import load_hf_tokenizer, stdlib_files
@@ -43,6 +46,19 @@ def pretraining_corpus(max_items: int = 4000) -> Dataset:
     return Dataset.from_dict({"text": texts[:max_items]})
 
 
+def sft_examples(samples: Dataset, clean_fraction: float, seed: int) -> Dataset:
+    """Request -> gold critique for every tampered sample, plus request -> NO_BUGS for a seeded
+    `clean_fraction` of the distinct untampered originals: a critic must also learn to say when code
+    is fine, or `critic review` flags every file."""
+    prompts = [request(code) for code in samples["code"]]
+    completions = [reference_completion(row) for row in samples]
+    originals = list(dict.fromkeys(samples["original"]))
+    clean = random.Random(seed).sample(originals, round(clean_fraction * len(originals)))
+    prompts += [request(code) for code in clean]
+    completions += [terminate_critique(NO_BUGS)] * len(clean)
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})  # the trainer shuffles
+
+
 def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
     model, tokenizer = initial_policy(cfg)
     metrics: dict = {"parameters": sum(p.numel() for p in model.parameters())}
@@ -65,10 +81,8 @@ def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
                 model, args(cfg.pretrain_steps), train_dataset=corpus, processing_class=tokenizer
             )
             metrics["pretrain_loss"] = trainer.train().training_loss
-        train = data["train"].map(
-            lambda row: {"prompt": request(row["code"]), "completion": reference_completion(row)},
-            remove_columns=data["train"].column_names,
-        )
+        train = sft_examples(data["train"], cfg.clean_fraction, cfg.seed)
+        metrics["examples"] = len(train)
         trainer = SFTTrainer(
             model,
             args(cfg.max_steps, completion_only_loss=True),

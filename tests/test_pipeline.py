@@ -244,3 +244,35 @@ def test_rate_stage_adds_human_preferences_from_an_export(finished_run, tmp_path
     Dataset.from_dict({"x": [1]}).save_to_disk(str(tmp_path / "bad"))
     with pytest.raises(UserError, match="preferences"):
         run_rate(RateStage(human_ratings=str(tmp_path / "bad")), samples, tmp_path / "bad_out")
+
+
+def test_sft_examples_teach_clean_code_too():
+    from datasets import Dataset
+
+    from critic.critique import NO_BUGS
+    from rl.sft import sft_examples
+
+    rows = {
+        "code": [
+            "def f(a):\n    return a - 1\n",
+            "def f(a):\n    return -a\n",
+            "def g(b):\n    return b * 3\n",
+        ],
+        "original": [
+            "def f(a):\n    return a + 1\n",
+            "def f(a):\n    return a + 1\n",
+            "def g(b):\n    return b * 2\n",
+        ],
+        "bug_lines": [[2], [2], [2]],
+        "description": [
+            "Subtracts instead of adding.",
+            "Negates instead of adding.",
+            "Triples instead of doubling.",
+        ],
+    }
+    plain = sft_examples(Dataset.from_dict(rows), clean_fraction=0.0, seed=0)
+    assert len(plain) == 3 and NO_BUGS not in "".join(plain["completion"])
+    mixed = sft_examples(Dataset.from_dict(rows), clean_fraction=1.0, seed=0)
+    clean = [p for p, c in zip(mixed["prompt"], mixed["completion"], strict=True) if NO_BUGS in c]
+    assert len(mixed) == 5 and len(clean) == 2  # each distinct original once
+    assert all("return a + 1" in p or "return b * 2" in p for p in clean)
