@@ -124,11 +124,7 @@ def start(model, prompts: Sequence[Sequence[int]], max_length: int | None = None
 def select(rows: Rows, index: Sequence[int] | torch.Tensor) -> Rows:
     """A new state made of rows `index` of `rows` (repeats allowed); `rows` is left untouched."""
     index = torch.as_tensor(index, dtype=torch.long, device=rows.hidden.device)
-    cache = KVCache.__new__(KVCache)
-    cache.__dict__.update(rows.cache.__dict__)
-    cache.keys, cache.values = list(rows.cache.keys), list(rows.cache.values)
-    cache.reorder_cache(index)
-    return Rows(cache, rows.position[index], rows.hidden[index])
+    return Rows(rows.cache.select_rows(index), rows.position[index], rows.hidden[index])
 
 
 @torch.inference_mode()

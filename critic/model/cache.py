@@ -11,6 +11,8 @@ one index counter and one padding mask serve every layer.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from critic.model.config import GLOBAL, CriticConfig
@@ -148,6 +150,14 @@ class KVCache:
 
     def advance(self, t: int) -> None:
         self.seen += t
+
+    def select_rows(self, index: torch.Tensor) -> KVCache:
+        """A new cache of rows `index` of this one (repeats allowed: one prefilled prompt, n samples);
+        this one is left untouched."""
+        rows = copy.copy(self)
+        rows.keys, rows.values = list(self.keys), list(self.values)
+        rows.reorder_cache(index)
+        return rows
 
     def reorder_cache(self, beam_idx: torch.Tensor) -> None:
         """Follow beams/rows picked by a search (transformers' beam search calls this)."""
