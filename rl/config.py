@@ -36,6 +36,7 @@ class DataStage:
     source: str | list[str] = "humaneval"
     per_item: int = 4
     max_items: int | None = None  # first N source items only (quick runs and tests)
+    max_per_source: int | None = None  # a seeded random sample of at most N items from each source
     seed: int = 0
 
 
@@ -65,6 +66,9 @@ class SampleStage:
 @dataclass
 class RateStage:
     include_gold: bool = True  # the tamperer's own description, as CriticGPT's comparisons do
+    # the "no bugs" answer: rated among the tampered code's critiques, and preferred on the untampered
+    # original over a critique of the same lines (review's confidence compares a finding against it)
+    include_no_bugs: bool = True
     automatic: bool = True  # rate the sampled critiques with the automatic rubric rater
     human_ratings: str | None = None  # and/or add pairs from `critic data export` output (a directory)
 

@@ -9,6 +9,7 @@ git commit, library versions, per-stage metrics and artifact paths; RUN/report.j
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sysconfig
@@ -38,9 +39,13 @@ def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     items = []
     for source in [d.source] if isinstance(d.source, str) else d.source:
         if source == "humaneval":
-            items += humaneval_items()
+            found = humaneval_items()
         else:
-            items += directory_items(sysconfig.get_paths()["stdlib"] if source == "stdlib" else source)
+            found = directory_items(sysconfig.get_paths()["stdlib"] if source == "stdlib" else source)
+        if d.max_per_source and len(found) > d.max_per_source:
+            # spread over the whole source, not its alphabetically first files
+            found = random.Random(d.seed).sample(found, d.max_per_source)
+        items += found
     items = items[: d.max_items] if d.max_items else items
     samples, stats = build_samples(items, d.per_item, d.seed)
     dsd = to_dataset_dict(samples, d.seed)

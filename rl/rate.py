@@ -12,25 +12,50 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
 
-from critic.critique import terminate_critique
+from critic.critique import NO_BUGS, terminate_critique
 from critic.errors import UserError
 from critic.rating import RATING_FIELDS, gold_critique, preferences, rate_critique
 from rl.common import request
 from rl.config import RateStage
 
+CLEAN_MARGIN = 3.0  # a fake problem on clean code against the right answer: as bad as a clear miss
 
-def rate_split(samples: Dataset, include_gold: bool) -> tuple[Dataset, Dataset]:
-    tasks: dict[str, list[dict]] = defaultdict(list)
+
+def clean_code_pair(row: dict) -> dict | None:
+    """NO_BUGS preferred over a critique of the bug lines' counterparts in the untampered original,
+    or None where those lines are not in the original (a removed statement) or hold no code."""
+    lines = row["original"].splitlines()
+    if not row["original"] or max(row["bug_lines"]) > len(lines):
+        return None
+    if not any(lines[n - 1].strip() for n in row["bug_lines"]):
+        return None
+    fake = gold_critique(row["original"], row["bug_lines"], row["description"])
+    return {
+        "task_id": row["task_id"] + "/original",
+        "prompt": request(row["original"]),
+        "chosen": terminate_critique(NO_BUGS),
+        "rejected": terminate_critique(fake),
+        "margin": CLEAN_MARGIN,
+    }
+
+
+def rate_split(
+    samples: Dataset, include_gold: bool, include_no_bugs: bool = False
+) -> tuple[Dataset, Dataset]:
+    # One comparison task per tampered code: an item's task_id is shared by all its tamperings.
+    tasks: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in samples:
-        tasks[row["task_id"]].append(row)
+        tasks[row["task_id"], row["code"]].append(row)
     ratings: dict[str, list] = defaultdict(list)
     pairs: dict[str, list] = defaultdict(list)
-    for task_id, rows in tasks.items():
+    for (task_id, _), rows in tasks.items():
         first = rows[0]
         critiques = [(r["critique"], r["origin"]) for r in rows]
         if include_gold:
             gold = gold_critique(first["code"], first["bug_lines"], first["description"])
             critiques.append((gold, "gold"))
+        if include_no_bugs:
+            critiques.append((NO_BUGS, "no_bugs"))
         overall = []
         for text, origin in critiques:
             rating = rate_critique(text, first["code"], first["bug_lines"], first["description"])
@@ -48,6 +73,9 @@ def rate_split(samples: Dataset, include_gold: bool) -> tuple[Dataset, Dataset]:
             pairs["chosen"].append(terminate_critique(pref.chosen))
             pairs["rejected"].append(terminate_critique(pref.rejected))
             pairs["margin"].append(pref.margin)
+        if include_no_bugs and (clean := clean_code_pair(first)):
+            for name, value in clean.items():
+                pairs[name].append(value)
     return Dataset.from_dict(dict(ratings)), Dataset.from_dict(dict(pairs))
 
 
@@ -86,7 +114,7 @@ def run_rate(cfg: RateStage, samples: DatasetDict, out: Path) -> dict:
     result, metrics = {}, {}
     human = human_preferences(cfg.human_ratings) if cfg.human_ratings else None
     for split, ds in samples.items():
-        ratings, pairs = rate_split(ds, cfg.include_gold)
+        ratings, pairs = rate_split(ds, cfg.include_gold, cfg.include_no_bugs)
         parts = [pairs] if cfg.automatic and len(pairs) else []
         if human is not None:
             parts.append(human[split])
@@ -97,7 +125,7 @@ def run_rate(cfg: RateStage, samples: DatasetDict, out: Path) -> dict:
         result[f"ratings_{split}"], result[f"preferences_{split}"] = ratings, pairs
         metrics[f"{split}_pairs"] = len(pairs)
         if len(ratings):
-            policy = [r for r in ratings if r["origin"] != "gold"]
+            policy = [r for r in ratings if r["origin"].startswith("policy")]
             metrics[f"{split}_policy_cbi_rate"] = sum(r["cbi"] >= 6 for r in policy) / max(1, len(policy))
     missing = [name for name, ds in result.items() if name.startswith("preferences") and not len(ds)]
     if missing:

@@ -32,7 +32,7 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
         if cfg.max_tasks is not None:
             rows = rows.select(range(min(cfg.max_tasks, len(rows))))
         records: dict[str, list] = {
-            k: [] for k in ("task_id", "code", "bug_lines", "description", "critique", "origin")
+            k: [] for k in ("task_id", "code", "original", "bug_lines", "description", "critique", "origin")
         }
         encoded = [tokenizer.encode(request(code)).ids for code in rows["code"]]  # once per task
         jobs = [(i, k) for i in range(len(rows)) for k in range(cfg.samples_per_task)]
@@ -49,6 +49,7 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
                 row = rows[i]
                 records["task_id"].append(row["task_id"])
                 records["code"].append(row["code"])
+                records["original"].append(row["original"])
                 records["bug_lines"].append(row["bug_lines"])
                 records["description"].append(row["description"])
                 records["critique"].append(

@@ -59,6 +59,16 @@ def sft_examples(samples: Dataset, clean_fraction: float, seed: int) -> Dataset:
     return Dataset.from_dict({"prompt": prompts, "completion": completions})  # the trainer shuffles
 
 
+def fitting(examples: Dataset, tokenizer, max_length: int) -> Dataset:
+    """The examples whose prompt and completion fit in max_length tokens: the trainer truncates from
+    the right, so a longer one would cost a full step and teach nothing of its critique."""
+    lengths = [
+        len(tokenizer(p + c, add_special_tokens=False).input_ids)
+        for p, c in zip(examples["prompt"], examples["completion"], strict=True)
+    ]
+    return examples.select([i for i, n in enumerate(lengths) if n <= max_length])
+
+
 def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
     model, tokenizer = initial_policy(cfg)
     metrics: dict = {"parameters": sum(p.numel() for p in model.parameters())}
@@ -82,7 +92,9 @@ def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
             )
             metrics["pretrain_loss"] = trainer.train().training_loss
         train = sft_examples(data["train"], cfg.clean_fraction, cfg.seed)
-        metrics["examples"] = len(train)
+        fit = fitting(train, tokenizer, cfg.max_length)
+        metrics.update(examples=len(fit), too_long=len(train) - len(fit))
+        train = fit
         trainer = SFTTrainer(
             model,
             args(cfg.max_steps, completion_only_loss=True),
