@@ -2,13 +2,15 @@
 
 Every critique is judged by the rubric rater (critic.rating), which knows the inserted bug. A
 configuration is a way of writing one critique per sample: the critic with FSBS at one
-LENGTH_MODIFIER, the SFT-only policy, or a critic that quotes a random line. FSBS candidates do not
+LENGTH_MODIFIER or as one plain sample, the same for the SFT-only policy (the ablation ladder SFT ->
+RL -> RL + FSBS), or a critic that quotes a random line. FSBS candidates do not
 depend on LENGTH_MODIFIER (only the final pick does), so one search per sample serves the whole sweep.
 
 metrics.json (schema version 1):
 
     {"schema": 1, "samples": N, "split": str, "data": str, "settings": {...},
-     "configs": {NAME: METRICS, ...},            # "critic@lm=X", "random_line", "sft@lm=X"
+     "configs": {NAME: METRICS, ...},  # "critic@lm=X", "critic@single", "random_line", "sft@lm=X",
+                                       # "sft@single" (X: LENGTH_MODIFIER; single: one plain sample)
      "pareto": [{"length_modifier": X, "cbi_rate": ..., "fake_problem_rate": ...}, ...],
      "per_bug_kind": {KIND: {"samples": n, "cbi_rate": ...}, ...},   # the critic at the default LM
      "clean": {"files": n, "silent_rate": ..., "findings": n, "min_score": X}}
@@ -35,6 +37,7 @@ from critic.critique import format_critique, parse_critique
 from critic.fsbs import Critic
 from critic.rating import rate_critique
 from critic.review import CHUNKS_PER_BATCH, SourceFile, review
+from critic.sampling import generate
 from critic.settings import ReviewSettings
 
 SCHEMA_VERSION = 1
@@ -108,6 +111,24 @@ def search_all(critic: Critic, samples: Sequence[dict], settings: ReviewSettings
     return results
 
 
+def single_samples(critic: Critic, samples: Sequence[dict], settings: ReviewSettings) -> list[str]:
+    """One plain sample per sample: no forced highlights, no reward model (the rung below FSBS)."""
+    fsbs = settings.fsbs
+    critiques = []
+    for start in range(0, len(samples), CHUNKS_PER_BATCH):
+        prompts = [critic.prompt_ids(s["code"]) for s in samples[start : start + CHUNKS_PER_BATCH]]
+        new = generate(
+            critic.policy,
+            prompts,
+            fsbs.rounds * fsbs.max_new_tokens,
+            critic.stop_ids,
+            fsbs.temperature,
+            seed=settings.seed + start,
+        )
+        critiques += [critic.decode(tokens) for tokens in new]
+    return critiques
+
+
 def pick(results: Sequence, length_modifier: float) -> list[str]:
     return [max(r.candidates, key=lambda c: c.objective(length_modifier)).critique for r in results]
 
@@ -136,11 +157,13 @@ def evaluate(
         )
         if lm == settings.length_modifier:
             default_included = included
+    configs["critic@single"] = asdict(judge(single_samples(critic, samples, settings), samples)[0])
     configs["random_line"] = asdict(judge(random_line_critiques(samples, settings.seed), samples)[0])
     if sft_critic is not None:
         sft_results = search_all(sft_critic, samples, settings)
         key = f"sft@lm={settings.length_modifier:g}"
         configs[key] = asdict(judge(pick(sft_results, settings.length_modifier), samples)[0])
+        configs["sft@single"] = asdict(judge(single_samples(sft_critic, samples, settings), samples)[0])
     kinds: dict[str, list[bool]] = defaultdict(list)
     for sample, hit in zip(samples, default_included, strict=True):
         kinds[sample["bug_kind"]].append(hit)
@@ -192,5 +215,5 @@ def plot_pareto(pareto: Sequence[dict], baselines: dict[str, dict], out: Path) -
 def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2) + "\n")
-    baselines = {name: m for name, m in report["configs"].items() if not name.startswith("critic@")}
+    baselines = {name: m for name, m in report["configs"].items() if not name.startswith("critic@lm=")}
     plot_pareto(report["pareto"], baselines, out / "pareto.png")

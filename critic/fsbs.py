@@ -172,7 +172,7 @@ class Critic:
                 settings.temperature,
                 generators,
             )
-            continuations = [self._decode(tokens) for tokens in new]
+            continuations = [self.decode(tokens) for tokens in new]
             texts = [prefixes[r] + c for r, c in zip(fan, continuations, strict=True)]
             finished = [[*self.encode(c.rstrip() + END_OF_TURN), self.eos] for c in continuations]
             scores = self._score_suffixes(rm_beams, fan, finished)
@@ -194,7 +194,7 @@ class Critic:
             for best, cands, hs, conf in zip(bests, found, highlights, confidence, strict=True)
         ]
 
-    def _decode(self, tokens: Sequence[int]) -> str:
+    def decode(self, tokens: Sequence[int]) -> str:
         text = self.tokenizer.decode([t for t in tokens if t not in self.stop_ids], skip_special_tokens=False)
         return text.replace("<eos>", "").replace("<pad>", "")
 

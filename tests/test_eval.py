@@ -78,11 +78,19 @@ def test_eval_command_writes_metrics_and_plot(tmp_path, known_critic):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["schema"] == 1 and metrics["samples"] == 2 and metrics["split"] == "test"
-    assert set(metrics["configs"]) == {"critic@lm=0", "critic@lm=1", "random_line", "sft@lm=0"}
+    assert set(metrics["configs"]) == {
+        "critic@lm=0",
+        "critic@lm=1",
+        "critic@single",
+        "random_line",
+        "sft@lm=0",
+        "sft@single",
+    }
     fields = {"samples", "cbi_rate", "fake_problem_rate", "hallucinated_quote_rate", "nitpick_rate"}
     fields |= {"mean_highlights", "line_precision", "line_recall"}
     assert all(set(m) == fields for m in metrics["configs"].values())
     assert metrics["configs"]["critic@lm=0"]["cbi_rate"] == 1.0  # the memorized critic finds its bug
+    assert metrics["configs"]["critic@single"]["cbi_rate"] == 1.0  # without FSBS too
     assert [p["length_modifier"] for p in metrics["pareto"]] == [0.0, 1.0]
     assert metrics["per_bug_kind"] == {"off_by_one_range": {"samples": 2, "cbi_rate": 1.0}}
     assert metrics["clean"]["files"] == 1 and 0.0 <= metrics["clean"]["silent_rate"] <= 1.0

@@ -276,3 +276,92 @@ def test_sft_examples_teach_clean_code_too():
     clean = [p for p, c in zip(mixed["prompt"], mixed["completion"], strict=True) if NO_BUGS in c]
     assert len(mixed) == 5 and len(clean) == 2  # each distinct original once
     assert all("return a + 1" in p or "return b * 2" in p for p in clean)
+
+
+def _sampled(critiques_per_code: dict[str, list[str]]):
+    """Sample-stage rows: two tamperings of one item (same task_id), each with its own critiques."""
+    from datasets import Dataset
+
+    original = "def f(a, b):\n    total = a + b\n    return total * 2\n"
+    rows: dict[str, list] = {
+        k: [] for k in ("task_id", "code", "original", "bug_lines", "description", "critique", "origin")
+    }
+    for code, critiques in critiques_per_code.items():
+        line = 2 if "-" in code else 3
+        for k, text in enumerate(critiques):
+            rows["task_id"].append("item/0")
+            rows["code"].append(code)
+            rows["original"].append(original)
+            rows["bug_lines"].append([line])
+            rows["description"].append("The arithmetic operator was changed.")
+            rows["critique"].append(text)
+            rows["origin"].append(f"policy/{k}")
+    return Dataset.from_dict(rows)
+
+
+def test_rate_compares_critiques_of_the_same_tampered_code_only():
+    from critic.critique import NO_BUGS
+    from rl.rate import rate_split
+
+    minus = "def f(a, b):\n    total = a - b\n    return total * 2\n"
+    power = "def f(a, b):\n    total = a + b\n    return total ** 2\n"
+    samples = _sampled(
+        {
+            minus: ["```\n    total = a - b\n```\nSubtracts: the arithmetic operator was changed."],
+            power: ["```\n    return total ** 2\n```\nSquares: the arithmetic operator was changed."],
+        }
+    )
+    ratings, pairs = rate_split(samples, include_gold=True, include_no_bugs=True)
+    # Each critique is rated against the code it was written for: both catch their own bug.
+    policy = [r for r in ratings if r["origin"].startswith("policy")]
+    assert [r["cbi"] >= 6 for r in policy] == [True, True]
+    for pair in pairs:
+        if pair["task_id"].endswith("/original"):
+            continue
+        code = minus if "a - b" in pair["prompt"] else power
+        for text in (pair["chosen"], pair["rejected"]):
+            assert NO_BUGS in text or text.split("```\n")[1].split("\n")[0] in code
+    # NO_BUGS loses to a catch on tampered code and wins over a fake problem on the original.
+    tampered = [p for p in pairs if not p["task_id"].endswith("/original")]
+    assert any(NO_BUGS in p["rejected"] for p in tampered)
+    assert not any(NO_BUGS in p["chosen"] for p in tampered)
+    clean = [p for p in pairs if p["task_id"].endswith("/original")]
+    assert len(clean) == 2 and all(NO_BUGS in p["chosen"] and "a + b" in p["prompt"] for p in clean)
+
+
+def test_clean_code_pair_skips_lines_missing_from_the_original():
+    from rl.rate import clean_code_pair
+
+    row = {"task_id": "t", "original": "def f():\n    pass\n", "bug_lines": [5], "description": "x"}
+    assert clean_code_pair(row) is None
+
+
+def test_sft_drops_examples_that_would_lose_their_critique_to_truncation():
+    from datasets import Dataset
+
+    from critic.tokenizer import load_hf_tokenizer
+    from rl.sft import fitting
+
+    tokenizer = load_hf_tokenizer()
+    examples = Dataset.from_dict(
+        {"prompt": ["short prompt", "long prompt " * 200], "completion": ["ok", "lost"]}
+    )
+    kept = fitting(examples, tokenizer, max_length=64)
+    assert kept["completion"] == ["ok"]
+
+
+def test_data_stage_samples_each_source_evenly(tmp_path):
+    from datasets import load_from_disk
+
+    from rl.pipeline import RUNNERS
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    for i in range(12):
+        body = "\n".join(f"    x = x + {k}" for k in range(4))
+        (package / f"m{i:02}.py").write_text(f"def f{i}(x):\n{body}\n    return x\n")
+    cfg = PipelineConfig.from_dict({"data": {"source": str(package), "per_item": 1, "max_per_source": 5}})
+    RUNNERS["data"](cfg, tmp_path, tmp_path / "out")
+    data = load_from_disk(str(tmp_path / "out"))
+    items = {t for split in data.values() for t in split["task_id"]}
+    assert len(items) == 5 and items != {f"m{i:02}.py::f{i}" for i in range(5)}  # not the first files
