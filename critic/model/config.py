@@ -121,20 +121,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         sliding_window=256,
         max_position_embeddings=2048,
     ),
-    # The shipped default critic: the largest that trains usefully in about an hour on 2 CPU cores
-    # (4.8 M parameters, ~1,400 training tokens/s at 512 tokens), policy + reward model in 40 MB.
-    "small": dict(
-        vocab_size=8192,
-        hidden_size=192,
-        intermediate_size=768,
-        num_hidden_layers=6,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        head_dim=32,
-        query_pre_attn_scalar=32,
-        sliding_window=256,
-        max_position_embeddings=2048,
-    ),
     # The published shapes (Gemma 2 report, table 1).
     "gemma-2-2b": dict(
         hidden_size=2304,
