@@ -21,6 +21,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from tokenizers import Tokenizer
@@ -37,6 +38,7 @@ from critic.critique import (
     trim_for_continuation,
 )
 from critic.model import Gemma2CausalLM, Gemma2RewardModel
+from critic.quoting import QuoteConstraint, TokenTrie
 from critic.sampling import Rows, extend, sample, select, start
 
 
@@ -48,6 +50,7 @@ class FSBSSettings:
     length_modifier: float = 0.0
     max_new_tokens: int = 64  # per round: one quote and its comment
     temperature: float = 1.0
+    constrain_quotes: bool = True  # forced highlights quote the code verbatim (critic.quoting)
 
     def __post_init__(self) -> None:
         for name in ("samples", "rounds", "keep", "max_new_tokens"):
@@ -96,6 +99,10 @@ class Critic:
         self.eot = eot if eot is not None else self.eos
         self.stop_ids = sorted({self.eos, self.eot})
         self.device = policy.lm_head.weight.device
+
+    @cached_property
+    def trie(self) -> TokenTrie:
+        return TokenTrie.of(self.tokenizer)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -164,6 +171,11 @@ class Critic:
                 for r in range(len(owners))
                 for j in range(n)
             ]
+            constraints = (
+                [QuoteConstraint(codes[owners[r]], self.trie) for r in fan]
+                if settings.constrain_quotes
+                else None
+            )
             new = sample(
                 self.policy,
                 select(rows, fan),
@@ -171,6 +183,7 @@ class Critic:
                 self.stop_ids,
                 settings.temperature,
                 generators,
+                constraints,
             )
             continuations = [self.decode(tokens) for tokens in new]
             texts = [prefixes[r] + c for r, c in zip(fan, continuations, strict=True)]

@@ -25,6 +25,7 @@ import torch
 from critic.model import Gemma2CausalLM, KVCache
 from critic.model.decode import Decoder
 from critic.model.gemma2 import Gemma2Model, softcap
+from critic.quoting import QuoteConstraint, constrain
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,8 +157,11 @@ def sample(
     stop_ids: Sequence[int] = (),
     temperature: float = 0.0,
     generator: Generators = None,
+    constraints: Sequence[QuoteConstraint | None] | None = None,
 ) -> list[list[int]]:
-    """New tokens for each row, cut after the first stop id (which is kept). Consumes `rows`."""
+    """New tokens for each row, cut after the first stop id (which is kept). Consumes `rows`.
+
+    constraints: per row, a quote constraint (critic.quoting) that masks the tokens it forbids."""
     pad = model.config.pad_token_id
     device = rows.hidden.device
     stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
@@ -169,10 +173,16 @@ def sample(
     check_every = 1 if device.type == "cpu" else 8
     out = []
     for step in range(max_new_tokens):
+        if constraints is not None:
+            logits = constrain(logits, constraints)
         token = sample_next(logits, temperature, generator)
         if len(stops):
             token = torch.where(done, pad, token)  # finished rows keep feeding pad
             done |= torch.isin(token, stops)
+        if constraints is not None:
+            for row, t in enumerate(token.tolist()):
+                if constraints[row] is not None and constraints[row].active:
+                    constraints[row].advance(t)
         out.append(token)
         if step == max_new_tokens - 1 or (len(stops) and step % check_every == 0 and done.all()):
             break
