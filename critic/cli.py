@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from critic.commands import annotate as annotate_commands
 from critic.commands import data as data_commands
 from critic.commands import eval as eval_commands
 from critic.commands import model as model_commands
@@ -29,6 +30,7 @@ app.command("eval")(eval_commands.eval_command)
 app.add_typer(model_commands.app, name="model")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(train_commands.app, name="train")
+app.add_typer(annotate_commands.app, name="annotate")
 
 
 def main() -> None:

@@ -132,3 +132,38 @@ def known_critic(tmp_path_factory):
     policy, reward, loss = memorize_critic(tmp_path_factory.mktemp("known_critic"))
     assert loss < 0.05, f"the memorized critic did not learn its critique (loss {loss:.3f})"
     return policy, reward
+
+
+# --- the annotation app's database, on SQLite and (when configured) PostgreSQL --------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def annotation_url(request, tmp_path):
+    """A fresh, empty annotation database URL: a SQLite file, or the PostgreSQL database named by
+    CRITIC_TEST_POSTGRES_URL with every table dropped (skipped when that is not set)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'annotations.db'}"
+    import os
+
+    url = os.environ.get("CRITIC_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("CRITIC_TEST_POSTGRES_URL is not set")
+    from sqlmodel import SQLModel
+
+    from annotation_app.db import make_engine
+
+    engine = make_engine(url)
+    SQLModel.metadata.drop_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def annotation_engine(annotation_url):
+    """An engine on a fresh annotation database with the schema created."""
+    from annotation_app.db import init_db, make_engine
+
+    engine = make_engine(annotation_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()

@@ -79,3 +79,36 @@ def tamper_command(
     if stats.items_skipped:
         err.print(f"skipped {stats.items_skipped} items whose original failed its own tests")
     err.print("splits: " + ", ".join(f"{name} {len(ds)}" for name, ds in dsd.items()) + f" -> {out}")
+
+
+@app.command("export")
+def export_command(
+    out: Annotated[Path, typer.Option(help="Directory for the DatasetDict (save_to_disk).")],
+    db: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL (default: $CRITIC_DATABASE_URL, else the app's SQLite)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite a non-empty output directory.")] = False,
+) -> None:
+    """Export the annotation app's tamperings, ratings and preference pairs for training."""
+    from sqlmodel import Session
+
+    from annotation_app.db import SchemaError, database_url, init_db, make_engine
+    from annotation_app.export import export_dataset
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise UserError(f"{out}: exists and is not empty (use --force to overwrite)")
+    engine = make_engine(database_url(db))
+    try:
+        init_db(engine)
+        with Session(engine) as session:
+            dsd = export_dataset(session)
+    except SchemaError as err:
+        raise UserError(str(err)) from err
+    finally:
+        engine.dispose()
+    if not len(dsd["tampering"]):
+        raise UserError("the annotation database has no tamperings to export")
+    dsd.save_to_disk(str(out))
+    err = Console(stderr=True)
+    err.print(", ".join(f"{name} {len(ds)}" for name, ds in dsd.items()) + f" -> {out}")

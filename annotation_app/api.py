@@ -1,0 +1,253 @@
+"""The JSON API under /api: a thin HTTP skin over `annotation_app.store` (bearer-token auth).
+
+Errors are one line in `detail`: 400 for bad input (AppError), 401 without a valid token, 403 for a
+role or ownership violation (Forbidden), 413 for an oversized body, 422 for a body of the wrong shape.
+Bodies are strict (no "5" for 5, no unknown fields), so a malformed submission is refused before the
+store sees it and writes nothing.
+
+No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at definition
+time, and they name aliases (`Db`, `Me`) local to `router`.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from annotation_app import store
+from annotation_app.auth import AppError, Forbidden
+from annotation_app.db import User
+
+if TYPE_CHECKING:
+    from critic.fsbs import Critic
+
+MAX_BODY = 1_000_000  # bytes: far above any valid request (code is capped at 20,000 characters)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LoginBody(_Body):
+    name: str
+    password: str
+
+
+class TamperBody(_Body):
+    sample_id: int
+    code: str
+    bug_lines: list[int]
+    description: str
+
+
+class TestsBody(_Body):
+    sample_id: int
+    code: str
+
+
+class RatingBody(_Body):
+    critique_id: int
+    cbi: int
+    comprehensiveness: int
+    conciseness: int
+    overall: int
+    nitpick: bool
+    fake_problem: bool
+    hallucinated_quote: bool
+    rationale: str
+
+
+class RatingsBody(_Body):
+    ratings: list[RatingBody]
+
+
+class DraftBody(_Body):
+    payload: dict[str, Any]
+
+
+class ImportBody(_Body):
+    source: str
+
+
+class OverlapBody(_Body):
+    overlap: int
+
+
+class UserBody(_Body):
+    name: str
+    role: str
+    password: str
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def install(app: FastAPI, engine: Engine, critic_factory: "Callable[[], Critic]") -> None:
+    """Add the /api routes and the one-line error handlers to `app`."""
+    app.include_router(router(engine, critic_factory))
+
+    @app.exception_handler(Forbidden)
+    def forbidden(_request: Request, err: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=403)
+
+    @app.exception_handler(AppError)
+    def bad_input(_request: Request, err: AppError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(_Unauthorized)
+    def unauthorized(_request: Request, err: _Unauthorized) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    def malformed(_request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": one_line(err)}, status_code=422)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+        return await call_next(request)
+
+
+def one_line(err: RequestValidationError) -> str:
+    """The first validation error as `field.path: message`, plus how many more there are."""
+    errors = err.errors()
+    if not errors:
+        return "malformed request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}".replace("\n", " ")
+
+
+def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
+    api = APIRouter(prefix="/api")
+    check_lock = threading.Lock()  # one critic search at a time: the model is shared
+
+    def session() -> Iterator[Session]:
+        with Session(engine) as s:
+            yield s
+
+    Db = Annotated[Session, Depends(session)]
+
+    def current_user(db: Db, authorization: Annotated[str | None, Header()] = None) -> User:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _Unauthorized("log in first (Authorization: Bearer <token>)")
+        try:
+            return store.user_for_token(db, token.strip())
+        except AppError as err:
+            raise _Unauthorized(str(err)) from None
+
+    Me = Annotated[User, Depends(current_user)]
+
+    @api.get("/health")
+    def health() -> dict:
+        return {"ok": True}
+
+    @api.post("/login")
+    def login(body: LoginBody, db: Db) -> dict:
+        token = store.login(db, body.name, body.password)
+        user = store.user_for_token(db, token)
+        return {"token": token, "user": user.name, "role": user.role}
+
+    @api.post("/logout")
+    def logout(db: Db, me: Me, authorization: Annotated[str, Header()]) -> dict:
+        store.logout(db, authorization.partition(" ")[2].strip())
+        return {"ok": True}
+
+    @api.get("/me")
+    def whoami(me: Me) -> dict:
+        return {"user": me.name, "role": me.role}
+
+    @api.get("/tamper/next")
+    def next_tamper(db: Db, me: Me) -> dict:
+        view = store.next_tamper_sample(db, me)
+        return {"sample": asdict(view) if view else None}
+
+    @api.post("/tamper/{sample_id}/skip")
+    def skip(sample_id: int, db: Db, me: Me) -> dict:
+        store.skip_sample(db, me, sample_id)
+        return {"ok": True}
+
+    @api.post("/tamper/check")
+    def check(body: TamperBody, db: Db, me: Me) -> dict:
+        with check_lock:
+            result = store.check_sample(
+                db, me, critic_factory, body.sample_id, body.code, body.bug_lines, body.description
+            )
+        return asdict(result)
+
+    @api.post("/tamper/tests")
+    def tests(body: TestsBody, db: Db, me: Me) -> dict:
+        result = store.run_tests(db, me, body.sample_id, body.code)
+        return {**asdict(result), "verified": result.verified}
+
+    @api.post("/tamper/submit")
+    def submit_tampering(body: TamperBody, db: Db, me: Me) -> dict:
+        """The critic is checked here, on the submitted code: a client cannot bring its own verdict."""
+        with check_lock:
+            result = store.check_sample(
+                db, me, critic_factory, body.sample_id, body.code, body.bug_lines, body.description
+            )
+        tampering_id = store.submit_tampering(
+            db, me, body.sample_id, body.code, body.bug_lines, body.description, result
+        )
+        return {"tampering_id": tampering_id, "caught": result.caught, "adversarial": result.adversarial}
+
+    @api.get("/compare/next")
+    def next_compare(db: Db, me: Me) -> dict:
+        task = store.next_compare_task(db, me)
+        return {"task": asdict(task) if task else None}
+
+    @api.post("/compare/{tampering_id}")
+    def submit_ratings(tampering_id: int, body: RatingsBody, db: Db, me: Me) -> dict:
+        ratings: dict[int, store.RatingInput] = {}
+        for r in body.ratings:
+            if r.critique_id in ratings:
+                raise AppError(f"critique {r.critique_id} is rated twice")
+            ratings[r.critique_id] = store.RatingInput(**r.model_dump(exclude={"critique_id"}))
+        store.submit_ratings(db, me, tampering_id, ratings)
+        return {"ok": True}
+
+    @api.get("/drafts/{kind}/{item_id}")
+    def get_draft(kind: str, item_id: int, db: Db, me: Me) -> dict:
+        return {"payload": store.load_draft(db, me, kind, item_id)}
+
+    @api.put("/drafts/{kind}/{item_id}")
+    def put_draft(kind: str, item_id: int, body: DraftBody, db: Db, me: Me) -> dict:
+        store.save_draft(db, me, kind, item_id, body.payload)
+        return {"ok": True}
+
+    @api.post("/admin/users")
+    def add_user(body: UserBody, db: Db, me: Me) -> dict:
+        user = store.add_user(db, me, body.name, body.role, body.password)
+        return {"user": user.name, "role": user.role}
+
+    @api.post("/admin/import")
+    def import_samples(body: ImportBody, db: Db, me: Me) -> dict:
+        return {"added": store.import_samples(db, me, body.source)}
+
+    @api.put("/admin/overlap")
+    def set_overlap(body: OverlapBody, db: Db, me: Me) -> dict:
+        store.set_overlap(db, me, body.overlap)
+        return {"overlap": body.overlap}
+
+    @api.get("/admin/progress")
+    def progress(db: Db, me: Me) -> dict:
+        return store.progress(db, me)
+
+    @api.get("/admin/agreement")
+    def agreement(db: Db, me: Me) -> dict:
+        return store.agreement(db, me)
+
+    return api

@@ -1,0 +1,186 @@
+"""The annotation database: SQLModel tables, engine setup and the schema version.
+
+SQLite is the default so one annotator can start without a server; teams point `--db` (or
+`CRITIC_DATABASE_URL`) at PostgreSQL. On SQLite every transaction starts with BEGIN IMMEDIATE: the
+write lock is taken up front, so two requests that read-then-write (claiming the last overlap slot of
+a task) serialise instead of both succeeding or failing with "database is locked" mid-transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+SCHEMA_VERSION = 1
+ENV_URL = "CRITIC_DATABASE_URL"
+BUSY_TIMEOUT_S = 30
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    role: str  # "annotator" | "admin"
+    password_hash: str
+    created_at: datetime = Field(default_factory=_now)
+
+
+class SessionToken(SQLModel, table=True):
+    __tablename__ = "session_token"
+    token_hash: str = Field(primary_key=True)  # sha256 of the token: a stolen DB gives no live sessions
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = Field(default_factory=_now)
+
+
+class CodeSample(SQLModel, table=True):
+    __tablename__ = "code_sample"
+    __table_args__ = (UniqueConstraint("source", "task_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    code: str
+    test: str = ""  # Python source run after `code`, non-zero exit iff the code is wrong; "" = no tests
+    source: str  # "humaneval", a directory, "tamper:<dir>"
+    task_id: str
+    created_at: datetime = Field(default_factory=_now)
+
+
+class Tampering(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    sample_id: int = Field(foreign_key="code_sample.id", index=True)
+    author_id: int = Field(foreign_key="user.id", index=True)
+    code: str
+    bug_lines: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    description: str
+    bug_kind: str = "human"
+    adversarial: bool = False  # at least one of the critic's searches missed the bug
+    caught: int | None = None  # searches (of CHECK_SEARCHES) that caught it; None = never checked
+    tests_verified: bool | None = None  # original passes and tampered fails; None = no tests run
+    created_at: datetime = Field(default_factory=_now)
+
+
+class Critique(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    tampering_id: int = Field(foreign_key="tampering.id", index=True)
+    text: str
+    origin: str  # "model:<name>" | "human" | "gold"
+    fsbs_settings: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    position: int  # display order, fixed per tampering so every rater sees the same order
+
+
+class Rating(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("critique_id", "rater_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    critique_id: int = Field(foreign_key="critique.id", index=True)
+    rater_id: int = Field(foreign_key="user.id", index=True)
+    cbi: int
+    comprehensiveness: int
+    conciseness: int
+    overall: int
+    nitpick: bool
+    fake_problem: bool
+    hallucinated_quote: bool
+    rationale: str
+    created_at: datetime = Field(default_factory=_now)
+
+
+class Assignment(SQLModel, table=True):
+    """A user's claim on one item: a sample to tamper, or a tampering to compare (`item_id`)."""
+
+    __table_args__ = (UniqueConstraint("kind", "user_id", "item_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "tamper" (item_id = code_sample.id) | "compare" (item_id = tampering.id)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    item_id: int = Field(index=True)
+    status: str = "open"  # "open" | "done" | "skipped" (a sample the tamperer gave up)
+    created_at: datetime = Field(default_factory=_now)
+
+
+class Draft(SQLModel, table=True):
+    user_id: int = Field(foreign_key="user.id", primary_key=True)
+    kind: str = Field(primary_key=True)
+    item_id: int = Field(primary_key=True)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class Setting(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class SchemaVersion(SQLModel, table=True):
+    __tablename__ = "schema_version"
+    version: int = Field(primary_key=True)
+
+
+class SchemaError(RuntimeError):
+    """The database was written by a newer release (or is not ours): refuse rather than corrupt it."""
+
+
+def user_data_dir() -> Path:
+    """Where per-user application data lives on this platform (XDG on Linux)."""
+    home = Path.home()
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support"
+    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+
+
+def database_url(cli_value: str | None = None) -> str:
+    """`--db` wins over CRITIC_DATABASE_URL, which wins over a SQLite file in the user's data dir."""
+    if cli_value:
+        return cli_value
+    if os.environ.get(ENV_URL):
+        return os.environ[ENV_URL]
+    return f"sqlite:///{user_data_dir() / 'critic' / 'annotations.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite files get WAL, a busy timeout, foreign keys and immediate writes."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (pysqlite's is deferred)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at every checkpoint, consistent always
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables and record the schema version; refuse a database from a newer release."""
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        versions = session.exec(select(SchemaVersion.version)).all()
+        if not versions:
+            session.add(SchemaVersion(version=SCHEMA_VERSION))
+            session.commit()
+        elif max(versions) > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the annotation database has schema version {max(versions)}, newer than this release's "
+                f"{SCHEMA_VERSION}: upgrade critic"
+            )

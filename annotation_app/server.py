@@ -1,0 +1,75 @@
+"""The annotation server: the JSON API and the Gradio UI in one FastAPI app, served by uvicorn.
+
+The critic is loaded on the first *Check against critic*, not at start: annotators who only compare,
+and admins, never wait for a model (nor need torch warmed up).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from annotation_app import api
+from annotation_app.db import database_url, init_db, make_engine
+
+if TYPE_CHECKING:
+    from critic.fsbs import Critic
+
+
+def create_app(engine: Engine, critic_factory: Callable[[], Critic]) -> FastAPI:
+    """The /api routes, and the Gradio UI at / when annotation_app.ui is installed."""
+    app = FastAPI(title="critic annotate", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    api.install(app, engine, critic_factory)
+    try:
+        from annotation_app import ui
+    except ModuleNotFoundError as err:
+        if err.name != "annotation_app.ui":
+            raise
+        return app
+    import gradio as gr
+
+    return gr.mount_gradio_app(app, ui.build_ui(engine, critic_factory), path="/")
+
+
+def lazy_critic(model_dir: Path | None = None, reward_dir: Path | None = None) -> Callable[[], Critic]:
+    """A factory that loads the critic once, on first call (the default critic when no dirs are given),
+    and names it after its policy directory for the critiques' origin."""
+    lock = threading.Lock()
+    loaded: list[Critic] = []
+
+    def factory() -> Critic:
+        with lock:
+            if not loaded:
+                from critic.review import load_critic
+                from critic.settings import ReviewSettings, default_critic_dir
+
+                settings = ReviewSettings().updated(model=model_dir, reward_model=reward_dir)
+                critic = load_critic(settings)
+                default = settings.model == default_critic_dir() / "policy"
+                critic.name = "default_critic" if default else settings.model.resolve().name
+                loaded.append(critic)
+            return loaded[0]
+
+    return factory
+
+
+def serve(
+    db_url: str | None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    model_dir: Path | None = None,
+    reward_dir: Path | None = None,
+) -> None:
+    """Open (creating on first start) the database and serve the app until interrupted."""
+    import uvicorn
+
+    engine = make_engine(database_url(db_url))
+    init_db(engine)
+    uvicorn.run(
+        create_app(engine, lazy_critic(model_dir, reward_dir)), host=host, port=port, log_level="warning"
+    )

@@ -1,0 +1,101 @@
+"""Shared set-up for the annotation app's tests: users, samples, a tampering, a full rating."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import Session
+
+from annotation_app import store
+from annotation_app.checker import CheckResult
+
+PASSWORD = "correct horse battery"
+FUNCTION = """def average_{k}(xs):
+    total = 0
+    for i in range(len(xs)):
+        total += xs[i]
+    return total / len(xs)
+"""
+BUG_LINES = [3]
+DESCRIPTION = "Off-by-one: the loop stops before the last element, so the total misses it."
+ORIGIN = "test:fixed-critiques"
+
+
+def tampered(code: str) -> str:
+    return code.replace("range(len(xs))", "range(len(xs) - 1)")
+
+
+def critiques_for(code: str) -> list[str]:
+    """Three critiques of the tampered code: one catches the bug, one is a fake problem, one finds
+    nothing."""
+    return [
+        "```\nfor i in range(len(xs) - 1):\n```\nOff-by-one: the last element is never added.",
+        "```\ntotal = 0\n```\nThis initialisation is wrong: it should be a float.",
+        "No bugs found.",
+    ]
+
+
+def fixed_check(code: str) -> CheckResult:
+    texts = critiques_for(code)
+    return CheckResult([True, False, False], texts, True, {"origin": ORIGIN}, code)
+
+
+def make_team(engine, folder: Path, samples: int = 3):
+    """An admin and three annotators (alice, bob, carol), and `samples` samples to tamper."""
+    (admin,) = make_users(engine, "admin", role="admin")
+    alice, bob, carol = make_users(engine, "alice", "bob", "carol")
+    seed_samples(engine, admin, folder, samples)
+    return admin, alice, bob, carol
+
+
+def make_users(engine, *names: str, role: str = "annotator"):
+    with Session(engine) as session:
+        return [store.create_user(session, name, role, PASSWORD) for name in names]
+
+
+def write_functions(folder: Path, n: int, files: int = 1) -> Path:
+    """n functions spread over `files` modules (a tamper dataset splits by file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in range(files):
+        code = "\n\n".join(FUNCTION.format(k=k) for k in range(f, n, files))
+        (folder / f"funcs{f}.py").write_text(code)
+    return folder
+
+
+def seed_samples(engine, admin, folder: Path, n: int = 3) -> int:
+    with Session(engine) as session:
+        return store.import_samples(session, admin, str(write_functions(folder, n)))
+
+
+def tamper_next(engine, author) -> int:
+    """The author tampers their next sample with the off-by-one bug; returns the tampering id."""
+    with Session(engine) as session:
+        sample = store.next_tamper_sample(session, author)
+        assert sample is not None
+        code = tampered(sample.code)
+        return store.submit_tampering(
+            session, author, sample.sample_id, code, BUG_LINES, DESCRIPTION, fixed_check(code)
+        )
+
+
+def rating(overall: int = 4, cbi: int = 4, rationale: str = "Quotes the right line.") -> store.RatingInput:
+    return store.RatingInput(
+        cbi=cbi,
+        comprehensiveness=4,
+        conciseness=4,
+        overall=overall,
+        nitpick=False,
+        fake_problem=False,
+        hallucinated_quote=False,
+        rationale=rationale,
+    )
+
+
+def rate_task(engine, rater, overall_by_position: list[int]) -> store.CompareTask:
+    """The rater claims their next task and rates critique i (display order) with overall[i]."""
+    with Session(engine) as session:
+        task = store.next_compare_task(session, rater)
+        assert task is not None
+        ratings = {c.critique_id: rating(o) for c, o in zip(task.critiques, overall_by_position, strict=True)}
+        store.submit_ratings(session, rater, task.tampering_id, ratings)
+        return task

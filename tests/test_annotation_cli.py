@@ -1,0 +1,58 @@
+"""`critic annotate add-user` and `critic data export`, run as the user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from annotation_helpers import PASSWORD, make_team, rate_task, tamper_next
+from sqlmodel import Session
+
+from annotation_app import store
+from annotation_app.db import make_engine
+
+
+def critic(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "critic.cli", *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_add_user_reads_the_password_from_stdin(annotation_url):
+    done = critic(
+        "annotate", "add-user", "alice", "--role", "admin", "--db", annotation_url, stdin=PASSWORD + "\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "created admin alice" in done.stderr
+    engine = make_engine(annotation_url)
+    with Session(engine) as session:
+        assert store.user_for_token(session, store.login(session, "alice", PASSWORD)).role == "admin"
+    engine.dispose()
+
+    again = critic("annotate", "add-user", "alice", "--db", annotation_url, stdin=PASSWORD + "\n")
+    assert again.returncode == 2 and again.stderr.strip() == "critic: error: user 'alice' already exists"
+    short = critic("annotate", "add-user", "bob", "--db", annotation_url, stdin="pw\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    as_argument = critic("annotate", "add-user", "bob", "--password", PASSWORD, "--db", annotation_url)
+    assert as_argument.returncode == 2 and "No such option" in as_argument.stderr
+
+
+def test_export_is_what_the_reward_stage_reads(annotation_engine, annotation_url, tmp_path):
+    from rl.rate import human_preferences
+
+    empty = critic("data", "export", "--db", annotation_url, "--out", str(tmp_path / "empty"))
+    assert empty.returncode == 2 and "no tamperings to export" in empty.stderr
+
+    _, alice, bob, carol = make_team(annotation_engine, tmp_path / "src")
+    tamper_next(annotation_engine, alice)
+    rate_task(annotation_engine, bob, [7, 5, 3, 1])
+    rate_task(annotation_engine, carol, [6, 5, 3, 1])
+    out = tmp_path / "export"
+    done = critic("data", "export", "--db", annotation_url, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "tampering 1, ratings 8, preferences 6" in done.stderr
+    pairs = human_preferences(out)
+    assert sum(len(split) for split in pairs.values()) == 6
+
+    refused = critic("data", "export", "--db", annotation_url, "--out", str(out))
+    assert refused.returncode == 2 and "use --force" in refused.stderr

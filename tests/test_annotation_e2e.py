@@ -1,0 +1,236 @@
+"""The annotation app end to end, in a real headless browser: the whole human data loop through the UI.
+
+An admin imports code, annotator 1 tampers it and checks it against a real (tiny, memorized) critic,
+annotator 2 rates the four critiques, and the admin exports the tampering, the ratings and the preference
+pairs. Drives Debian's /usr/bin/chromium with Playwright; screenshots of each tab are kept in
+$CRITIC_TEST_ARTIFACTS (default: test-artifacts/ at the repository root) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BUG_LINE, BUGGY_CODE
+from sqlmodel import Session
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the browser test skips; the rest of the file runs
+    expect = sync_playwright = None
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PASSWORD = "correct horse battery"
+# What annotator 1 is given: BUGGY_CODE without its bug. Tampering it back into BUGGY_CODE gives the
+# memorized critic code it knows, so *Check against critic* runs a real FSBS that finishes in seconds.
+ORIGINAL = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
+DESCRIPTION = "The loop stops one element early, so the last element is never added to the total."
+OVERALL = (7, 5, 3, 1)  # annotator 2's overall scores: all different, so every pair is a preference
+TIMEOUT_MS = 60_000  # generous: the test shares a small machine with whatever else runs on it
+
+
+def artifacts_dir() -> Path:
+    root = Path(__file__).resolve().parent.parent
+    path = Path(os.environ.get("CRITIC_TEST_ARTIFACTS") or root / "test-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tmp_path, known_critic) -> Iterator[tuple[str, object]]:
+    """The real app (API + UI) served by uvicorn in a thread, over a fresh SQLite file with three users."""
+    import uvicorn
+
+    from annotation_app.auth import create_user
+    from annotation_app.db import init_db, make_engine
+    from annotation_app.server import create_app, lazy_critic
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
+    init_db(engine)
+    with Session(engine) as session:
+        for name, role in (("admin", "admin"), ("ann1", "annotator"), ("ann2", "annotator")):
+            create_user(session, name, role, PASSWORD)
+    policy, reward = known_critic
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(engine, lazy_critic(policy, reward)), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the annotation server did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/", engine
+    server.should_exit = True
+    thread.join(timeout=30)
+    engine.dispose()
+
+
+def log_in(page, url: str, name: str) -> None:
+    page.goto(url)
+    page.locator("#login-name textarea, #login-name input").fill(name)
+    page.locator("#login-password input").fill(PASSWORD)
+    page.locator("#login-button").click()
+    expect(page.locator("#who")).to_contain_text(f"Logged in as {name}", timeout=TIMEOUT_MS)
+
+
+def fill(page, elem_id: str, text: str) -> None:
+    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(text)
+
+
+def choose(page, elem_id: str, value: int) -> None:
+    """Click the radio option `value` of a 1-7 score."""
+    page.locator(f"#{elem_id} label").filter(has_text=re.compile(rf"^\s*{value}\s*$")).click()
+
+
+@pytest.mark.skipif(sync_playwright is None, reason="playwright (python) is not installed")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)")
+def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
+    from datasets import load_from_disk
+
+    url, _engine = app_url
+    expect.set_options(timeout=TIMEOUT_MS)
+    shots = artifacts_dir()
+    source = tmp_path / "samples"
+    source.mkdir()
+    (source / "stats.py").write_text(ORIGINAL)
+    export_dir = tmp_path / "export"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        viewport = {"width": 1400, "height": 1000}
+
+        # The admin imports the code through the Admin tab.
+        admin = browser.new_context(viewport=viewport).new_page()
+        log_in(admin, url, "admin")
+        admin.get_by_role("tab", name="Admin").click()
+        fill(admin, "admin-import-source", str(source))
+        admin.locator("#admin-import").click()
+        expect(admin.locator("#admin-status")).to_contain_text("Imported 1 new samples")
+
+        # Annotator 1 has no Admin tab, tampers the sample, checks it against the critic and submits.
+        ann1 = browser.new_context(viewport=viewport).new_page()
+        log_in(ann1, url, "ann1")
+        expect(ann1.get_by_role("tab", name="Tamper")).to_be_visible()
+        expect(ann1.get_by_role("tab", name="Admin")).to_have_count(0)
+        expect(ann1.locator("#tamper-info")).to_contain_text("stats.py::average")
+        editor = ann1.locator("#tamper-code .cm-content")
+        editor.click()
+        ann1.keyboard.press("ControlOrMeta+a")
+        ann1.keyboard.insert_text(BUGGY_CODE)
+        fill(ann1, "tamper-bug-lines", str(BUG_LINE))
+        ann1.locator("#tamper-description textarea").press_sequentially(DESCRIPTION[:20])
+        expect(ann1.locator("#tamper-draft-status")).to_contain_text("Draft saved")
+
+        # A reload keeps the login (token in localStorage) and restores the draft.
+        ann1.reload()
+        expect(ann1.locator("#who")).to_contain_text("Logged in as ann1")
+        expect(ann1.locator("#tamper-description textarea")).to_have_value(DESCRIPTION[:20])
+        expect(ann1.locator("#tamper-code .cm-content")).to_contain_text("range(len(xs) - 1)")
+        fill(ann1, "tamper-description", DESCRIPTION)
+        ann1.locator("#tamper-submit").click()  # refused: the critic has not seen this code yet
+        expect(ann1.locator("#tamper-status")).to_contain_text("check the tampering against the critic")
+
+        ann1.locator("#tamper-check").click()
+        result = ann1.locator("#tamper-check-result")
+        expect(result).to_contain_text("Search 3", timeout=4 * TIMEOUT_MS)
+        expect(result).to_contain_text(re.compile(r"(Not adversarial|Adversarial)"))
+        ann1.screenshot(path=shots / "annotation-tamper.png", full_page=True)
+        ann1.locator("#tamper-submit").click()
+        expect(ann1.locator("#tamper-status")).to_contain_text("Submitted tampering")
+        expect(ann1.locator("#tamper-info")).to_contain_text("No sample is waiting for you")
+
+        # Annotator 2 rates the four critiques, blind, on the Compare tab.
+        ann2 = browser.new_context(viewport=viewport).new_page()
+        log_in(ann2, url, "ann2")
+        ann2.get_by_role("tab", name="Compare").click()
+        expect(ann2.locator("#compare-description")).to_contain_text(DESCRIPTION)
+        expect(ann2.locator("#compare-description")).to_contain_text("Line(s) 3:")
+        ann2.locator("#compare-submit").click()  # refused: nothing rated yet
+        expect(ann2.locator("#compare-status")).to_contain_text("critique 1: choose a score for CBI")
+        for i, overall in enumerate(OVERALL):
+            expect(ann2.locator(f"#critique-{i}-text")).not_to_be_empty()
+            choose(ann2, f"critique-{i}-cbi", 7 if overall > 4 else 2)
+            choose(ann2, f"critique-{i}-comprehensiveness", 5)
+            choose(ann2, f"critique-{i}-conciseness", 6)
+            choose(ann2, f"critique-{i}-overall", overall)
+            fill(ann2, f"critique-{i}-rationale", f"critique {i + 1}: overall {overall}")
+        ann2.locator("#critique-3-nitpick input").check()
+        ann2.screenshot(path=shots / "annotation-compare.png", full_page=True)
+        ann2.locator("#compare-submit").click()
+        expect(ann2.locator("#compare-status")).to_contain_text("Submitted ratings")
+        expect(ann2.locator("#compare-info")).to_contain_text("No comparison is waiting for you")
+
+        # The admin sees the progress and exports the dataset.
+        admin.locator("#admin-refresh").click()
+        expect(admin.locator("#admin-tasks")).to_contain_text("ann1")
+        fill(admin, "admin-export-dir", str(export_dir))
+        admin.locator("#admin-export").click()
+        expect(admin.locator("#admin-status")).to_contain_text("Exported")
+        admin.screenshot(path=shots / "annotation-admin.png", full_page=True)
+        browser.close()
+
+    dataset = load_from_disk(str(export_dir))
+    assert dataset["tampering"].num_rows == 1
+    tampering = dataset["tampering"][0]
+    assert tampering["source"] == "human"
+    assert tampering["code"].strip() == BUGGY_CODE.strip()  # typed into the editor exactly
+    assert tampering["bug_lines"] == [BUG_LINE]
+    assert dataset["ratings"].num_rows == 4
+    assert sorted(dataset["ratings"]["overall"]) == sorted(OVERALL)
+    assert set(dataset["ratings"]["rater"]) == {"ann2"}
+    # Every pair of different critiques is a preference (all overall scores differ); the critic's own
+    # critiques may repeat each other, and a pair of identical texts carries no signal.
+    texts = dataset["ratings"]["critique"]
+    pairs = sum(texts[i] != texts[j] for i in range(4) for j in range(i + 1, 4))
+    assert pairs >= 3  # the gold critique differs from every model critique
+    assert dataset["preferences"].num_rows == pairs
+    assert all(row["margin"] > 0 and row["weight"] == 1.0 for row in dataset["preferences"])
+
+
+def test_admin_actions_are_refused_to_annotators(tmp_path) -> None:
+    """Hiding the Admin tab is not the guard: each admin handler asks the store, which checks the role."""
+    from annotation_app.auth import Forbidden, create_user, login
+    from annotation_app.db import init_db, make_engine
+    from annotation_app.ui import AnnotationUI
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
+    init_db(engine)
+    with Session(engine) as session:
+        create_user(session, "ann1", "annotator", PASSWORD)
+        token = login(session, "ann1", PASSWORD)
+    ui = AnnotationUI(engine, critic_factory=lambda: None)
+    actions = [
+        lambda: ui.import_code(token, "humaneval"),
+        lambda: ui.set_overlap(token, 3),
+        lambda: ui.export(token, str(tmp_path / "export")),
+        lambda: ui.admin_refresh_view(token),
+    ]
+    for action in actions:
+        with pytest.raises(Forbidden):
+            action()
+    assert not (tmp_path / "export").exists()
+    engine.dispose()
