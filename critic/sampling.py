@@ -203,9 +203,10 @@ def generate(
     stop_ids: Sequence[int] = (),
     temperature: float = 0.0,
     seed: int | None = None,
+    constraints: Sequence[QuoteConstraint | None] | None = None,
 ) -> list[list[int]]:
     """New tokens for each prompt, cut after the first stop id (which is kept)."""
     device = model.lm_head.weight.device
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     rows = start(model, prompts, max_length=max(len(p) for p in prompts) + max_new_tokens)
-    return sample(model, rows, max_new_tokens, stop_ids, temperature, generator)
+    return sample(model, rows, max_new_tokens, stop_ids, temperature, generator, constraints)

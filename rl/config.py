@@ -61,6 +61,8 @@ class SampleStage:
     max_tasks: int | None = None  # per split; None = all
     batch_size: int = 16
     seed: int = 0
+    # open each critique with a highlight quoted verbatim from the code, as FSBS does (critic.quoting)
+    constrain_quotes: bool = True
 
 
 @dataclass

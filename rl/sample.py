@@ -12,8 +12,9 @@ from datasets import Dataset, DatasetDict
 from rich.console import Console
 from rich.progress import track
 
-from critic.critique import END_OF_TURN, critique_completion_end
+from critic.critique import END_OF_TURN, HIGHLIGHT_FENCE, critique_completion_end
 from critic.model import load_causal_lm
+from critic.quoting import QuoteConstraint, TokenTrie
 from critic.sampling import generate
 from critic.tokenizer import load_tokenizer
 from rl.common import check_checkpoint, request
@@ -26,6 +27,7 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
     policy = load_causal_lm(check_checkpoint(policy_dir))
     tokenizer = load_tokenizer(policy_dir)
     stops = [policy.config.eos_token_id, tokenizer.token_to_id(END_OF_TURN)]
+    trie = TokenTrie.of(tokenizer)
     result, console = {}, Console(stderr=True)
     for split in SPLITS:
         rows = data[split]
@@ -34,17 +36,30 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
         records: dict[str, list] = {
             k: [] for k in ("task_id", "code", "original", "bug_lines", "description", "critique", "origin")
         }
-        encoded = [tokenizer.encode(request(code)).ids for code in rows["code"]]  # once per task
+        # Each critique opens with a highlight whose quote is constrained to the code (as FSBS samples
+        # at review time): the reward model must learn which lines are worth quoting, and samples
+        # that misspell their quotes would only teach it to spot misspellings.
+        opening = HIGHLIGHT_FENCE if cfg.constrain_quotes else ""
+        encoded = [tokenizer.encode(request(code) + opening).ids for code in rows["code"]]
         jobs = [(i, k) for i in range(len(rows)) for k in range(cfg.samples_per_task)]
         batches = range(0, len(jobs), cfg.batch_size)
         for start in track(batches, f"sampling {split}", console=console, disable=not console.is_terminal):
             batch = jobs[start : start + cfg.batch_size]
             prompts = [encoded[i] for i, _ in batch]
+            constraints = (
+                [QuoteConstraint(rows[i]["code"], trie) for i, _ in batch] if cfg.constrain_quotes else None
+            )
             outs = generate(
-                policy, prompts, cfg.max_new_tokens, stops, cfg.temperature, seed=cfg.seed + start
+                policy,
+                prompts,
+                cfg.max_new_tokens,
+                stops,
+                cfg.temperature,
+                seed=cfg.seed + start,
+                constraints=constraints,
             )
             for (i, k), tokens in zip(batch, outs, strict=True):
-                text = tokenizer.decode(tokens, skip_special_tokens=False)
+                text = opening + tokenizer.decode(tokens, skip_special_tokens=False)
                 end = critique_completion_end(text)
                 row = rows[i]
                 records["task_id"].append(row["task_id"])
