@@ -2,9 +2,9 @@
 
 A quote that is not in the code is worthless: the parser marks it hallucinated and `critic review`
 drops it. Small critics choose the right line far more often than they spell it right, so while FSBS's
-forced highlight is being written only tokens that keep its quote a verbatim run of whole code lines
-(starting at a line start), or that close it at a line end, are allowed. The model still chooses
-what to quote and how many lines; it cannot misspell them. Once the block is closed the critic writes
+forced highlight is being written only tokens that keep its quote a verbatim run of code lines
+(from a line's start or its indentation), or that close it at a line end, are allowed. The model still
+chooses what to quote and how many lines; it cannot misspell them. Once the block is closed the critic writes
 freely again.
 
 The allowed tokens at a step are found by walking a trie of the vocabulary's token strings along a
@@ -87,7 +87,17 @@ class QuoteConstraint:
 
     @cached_property
     def _line_starts(self) -> list[int]:
-        return [0] + [i + 1 for i, c in enumerate(self.code) if c == NEWLINE and i + 1 < len(self.code)]
+        """Where a quote may begin: a line's start, or its first non-blank byte (quotes often drop
+        the indentation, and the parser finds them either way)."""
+        starts = [0] + [i + 1 for i, c in enumerate(self.code) if c == NEWLINE and i + 1 < len(self.code)]
+        indented = []
+        for start in starts:
+            first = start
+            while first < len(self.code) and self.code[first] in b" \t":
+                first += 1
+            if first > start and first < len(self.code) and self.code[first] != NEWLINE:
+                indented.append(first)
+        return starts + indented
 
     @property
     def active(self) -> bool:

@@ -52,6 +52,20 @@ def test_every_stage_runs_and_reports(finished_run):
         assert not list((run / stage).glob("*.bin"))
 
 
+def test_sampled_critiques_quote_the_code_verbatim(finished_run):
+    from datasets import load_from_disk
+
+    from critic.critique import HIGHLIGHT_FENCE
+
+    run, _, _ = finished_run
+    for split in load_from_disk(str(run / "sample")).values():
+        for row in split:
+            assert row["critique"].startswith(HIGHLIGHT_FENCE + "\n")
+            # 16 new tokens may end inside the quote: what was written is still verbatim code
+            quoted = row["critique"][4:].split("\n" + HIGHLIGHT_FENCE)[0].rstrip("\n")
+            assert quoted and quoted in row["code"]
+
+
 def test_rerun_skips_finished_stages_and_resumes(finished_run):
     run, _, _ = finished_run
     sft_weights = (run / "sft" / "model.safetensors").stat().st_mtime_ns

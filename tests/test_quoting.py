@@ -39,7 +39,9 @@ def test_any_allowed_path_quotes_whole_code_lines_verbatim(code):
     for seed in range(40):
         text = "```" + write(QuoteConstraint(code, TRIE), random.Random(seed))
         quote = text[len("```\n") : text.index(CLOSE.decode(), 3)]
-        assert quote.strip() and f"\n{quote}\n" in f"\n{code}"  # whole lines, verbatim
+        assert quote.strip() and quote in code and f"{quote}\n" in f"{code}"  # verbatim, to a line end
+        first = quote.split("\n")[0]
+        assert any(first in (line, line.lstrip()) for line in code.splitlines())  # from a line start
         parsed = parse_critique(text + "\nThis is wrong.", code)
         assert parsed.highlights and parsed.highlights == parsed.valid_highlights
 
