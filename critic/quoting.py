@@ -3,7 +3,7 @@
 A quote that is not in the code is worthless: the parser marks it hallucinated and `critic review`
 drops it. Small critics choose the right line far more often than they spell it right, so while FSBS's
 forced highlight is being written only tokens that keep its quote a verbatim run of code lines
-(from a line's start or its indentation), or that close it at a line end, are allowed. The model still
+(from a line's start or its indentation), or that close it, are allowed. The model still
 chooses what to quote and how many lines; it cannot misspell them. Once the block is closed the critic writes
 freely again.
 
@@ -21,7 +21,7 @@ import torch
 
 from critic.critique import HIGHLIGHT_FENCE
 
-CLOSE = ("\n" + HIGHLIGHT_FENCE).encode()  # ends a quote that ends at a line end
+CLOSE = ("\n" + HIGHLIGHT_FENCE).encode()  # ends a quote
 NEWLINE = ord("\n")
 _OPEN, _DONE = ("open",), ("done",)
 # The automaton reads bytes: a byte-level BPE token may hold part of a character. A code-mode state
@@ -116,8 +116,9 @@ class QuoteConstraint:
                 if k < 0:
                     if offset < len(code) and code[offset] == char:
                         out.add((offset + 1, -1, nonblank or char > 127 or not chr(char).isspace()))
-                    at_line_end = offset == len(code) or code[offset] == NEWLINE
-                    if nonblank and at_line_end and char == CLOSE[0]:
+                    # a quote may end after real text, but not inside a character
+                    whole = offset == len(code) or not 0x80 <= code[offset] < 0xC0
+                    if nonblank and whole and char == CLOSE[0]:
                         out.add((offset, 1, True))
                 elif CLOSE[k] == char:
                     out.add(_DONE if k + 1 == len(CLOSE) else (offset, k + 1, True))
