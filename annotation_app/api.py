@@ -12,12 +12,12 @@ time, and they name aliases (`Db`, `Me`) local to `router`.
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -52,16 +52,13 @@ class TestsBody(_Body):
     code: str
 
 
-class RatingBody(_Body):
-    critique_id: int
-    cbi: int
-    comprehensiveness: int
-    conciseness: int
-    overall: int
-    nitpick: bool
-    fake_problem: bool
-    hallucinated_quote: bool
-    rationale: str
+# The rubric fields are the store's (RatingInput), so the API cannot drift from what it stores.
+RatingBody = create_model(
+    "RatingBody",
+    __base__=_Body,
+    critique_id=(int, ...),
+    **{name: (kind, ...) for name, kind in get_type_hints(store.RatingInput).items()},
+)
 
 
 class RatingsBody(_Body):
