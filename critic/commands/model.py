@@ -33,7 +33,7 @@ def read_source(path: str) -> str:
 @app.command()
 def new(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
-    preset: Annotated[str, typer.Option(help="tiny, gemma-2-2b, gemma-2-9b or gemma-2-27b.")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny, small, gemma-2-2b, gemma-2-9b or gemma-2-27b.")] = "tiny",
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
     force: Annotated[bool, typer.Option(help="Overwrite a non-empty directory.")] = False,
 ) -> None:

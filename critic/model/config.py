@@ -121,6 +121,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         sliding_window=256,
         max_position_embeddings=2048,
     ),
+    # A CPU-trainable teacher for `tiny` (critic train distill): 10 M parameters, 4.9x tiny's.
+    "small": dict(
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=8,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        query_pre_attn_scalar=64,
+        sliding_window=256,
+        max_position_embeddings=2048,
+    ),
     # The published shapes (Gemma 2 report, table 1).
     "gemma-2-2b": dict(
         hidden_size=2304,
