@@ -323,3 +323,17 @@ def save_dataset(dsd, out: Path, card: str, stats: BuildStats) -> None:
         name: getattr(stats, name) for name in ("items", "items_skipped", "candidates", "verified", "kept")
     }
     (out / "build_stats.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def load_dataset(path: Path, split: str):
+    """A saved tampering DatasetDict that has `split`, or a one-line error naming what is wrong."""
+    from datasets import load_from_disk
+
+    if not (path / "dataset_dict.json").is_file():
+        raise UserError(f"{path}: not a dataset directory from `critic data tamper` (no dataset_dict.json)")
+    dsd = load_from_disk(str(path))
+    if split not in dsd:
+        raise UserError(f"{path}: no split {split!r} (has {', '.join(dsd)})")
+    if missing := sorted(set(FIELDS) - set(dsd[split].column_names)):
+        raise UserError(f"{path}: split {split!r} lacks column(s) {', '.join(missing)}")
+    return dsd

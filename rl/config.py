@@ -54,6 +54,31 @@ class SFTStage(LoraOptions):
 
 
 @dataclass
+class DistillStage:
+    """A `student` learns the teacher's next-token distributions (rl/distill.py); the later stages then
+    sample from, reward-model and PPO the student."""
+
+    teacher: str | None = None  # checkpoint directory; None: this run's sft stage is the teacher
+    student: str = "tiny"  # a preset (taking the teacher's vocabulary) or a config/checkpoint directory
+    pretrain_steps: int = 0  # distil on plain Python first, as the sft stage pre-trains
+    clean_fraction: float = 0.0
+    max_steps: int = 200
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    max_length: int = 768
+    beta: float = 0.0  # 0: forward KL from the teacher (Gemma 2); 1: reverse KL; between: generalized JSD
+    lmbda: float = 0.0  # share of steps on the student's own sampled critiques (on-policy GKD)
+    temperature: float = 1.0  # of those samples
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("beta", "lmbda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"distill.{name} must be between 0 and 1, not {getattr(self, name)}")
+
+
+@dataclass
 class SampleStage:
     samples_per_task: int = 4
     max_new_tokens: int = 96
@@ -100,6 +125,7 @@ class PPOStage(LoraOptions):
 class PipelineConfig:
     data: DataStage = field(default_factory=DataStage)
     sft: SFTStage = field(default_factory=SFTStage)
+    distill: DistillStage | None = field(default=None, metadata={"section": DistillStage})  # off unless given
     sample: SampleStage = field(default_factory=SampleStage)
     rate: RateStage = field(default_factory=RateStage)
     reward: RewardStage = field(default_factory=RewardStage)
@@ -112,7 +138,9 @@ class PipelineConfig:
             raise UserError(f"unknown config section(s): {', '.join(sorted(unknown))}")
         built = {}
         for name, value in raw.items():
-            stage_cls = sections[name].default_factory
+            if value is None and sections[name].default is None:  # an optional stage, left off
+                continue
+            stage_cls = sections[name].metadata.get("section") or sections[name].default_factory
             if not isinstance(value, dict):
                 raise UserError(f"config section {name!r} must be a mapping")
             known = {f.name for f in dataclasses.fields(stage_cls)}

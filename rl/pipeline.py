@@ -22,8 +22,20 @@ from critic.errors import UserError
 from rl.common import write_json
 from rl.config import PipelineConfig
 
-STAGES = ("data", "sft", "sample", "rate", "reward", "ppo")
-DISTRIBUTED = {"sft", "reward", "ppo"}  # TRL trainers: every process takes part
+STAGES = ("data", "sft", "distill", "sample", "rate", "reward", "ppo")
+DISTRIBUTED = {"sft", "distill", "reward", "ppo"}  # TRL trainers: every process takes part
+
+
+def stages_of(cfg: PipelineConfig) -> tuple[str, ...]:
+    """The stages a config runs: distill only when it has a section; with a teacher from outside the
+    run, no sft stage trains one."""
+    skipped = {"distill"} if cfg.distill is None else {"sft"} if cfg.distill.teacher else set()
+    return tuple(name for name in STAGES if name not in skipped)
+
+
+def policy_dir(cfg: PipelineConfig, run: Path) -> Path:
+    """The policy the later stages sample, reward-model and PPO: the distilled student if there is one."""
+    return run / ("sft" if cfg.distill is None else "distill")
 
 
 def _load(path: Path):
@@ -59,10 +71,17 @@ def _stage_sft(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     return run_sft(cfg.sft, _load(run / "data"), out)
 
 
+def _stage_distill(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.distill import run_distill
+
+    assert cfg.distill is not None
+    return run_distill(cfg.distill, _load(run / "data"), cfg.distill.teacher or run / "sft", out)
+
+
 def _stage_sample(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from rl.sample import run_sample
 
-    return run_sample(cfg.sample, _load(run / "data"), run / "sft", out)
+    return run_sample(cfg.sample, _load(run / "data"), policy_dir(cfg, run), out)
 
 
 def _stage_rate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
@@ -74,18 +93,19 @@ def _stage_rate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
 def _stage_reward(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from rl.reward import run_reward
 
-    return run_reward(cfg.reward, _load(run / "rate"), run / "sft", out)
+    return run_reward(cfg.reward, _load(run / "rate"), policy_dir(cfg, run), out)
 
 
 def _stage_ppo(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from rl.ppo import run_ppo
 
-    return run_ppo(cfg.ppo, _load(run / "data"), run / "sft", run / "reward", out)
+    return run_ppo(cfg.ppo, _load(run / "data"), policy_dir(cfg, run), run / "reward", out)
 
 
 RUNNERS: dict[str, Callable[[PipelineConfig, Path, Path], dict]] = {
     "data": _stage_data,
     "sft": _stage_sft,
+    "distill": _stage_distill,
     "sample": _stage_sample,
     "rate": _stage_rate,
     "reward": _stage_reward,
@@ -124,21 +144,22 @@ def run_pipeline(
     (data, sampling, rating, every file write) on the main process only."""
     from accelerate import PartialState
 
+    active = stages_of(cfg)
     for name in (from_stage, until):
-        if name is not None and name not in STAGES:
-            raise UserError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        if name is not None and name not in active:
+            raise UserError(f"stage {name!r} is not in this config; its stages are {', '.join(active)}")
     import torch
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join one gloo group
     main = state.is_main_process
-    first = STAGES.index(from_stage) if from_stage else 0
-    stages = STAGES[: STAGES.index(until) + 1] if until else STAGES
-    for name in STAGES[:first]:
+    first = active.index(from_stage) if from_stage else 0
+    stages = active[: active.index(until) + 1] if until else active
+    for name in active[:first]:
         if name in stages and not (run / name / "done.json").is_file():
             raise UserError(f"{run / name / 'done.json'}: stage {name} has not finished; run it first")
     if main:
         run.mkdir(parents=True, exist_ok=True)
-        for name in STAGES[first:] if from_stage else ():
+        for name in active[first:] if from_stage else ():
             shutil.rmtree(run / name, ignore_errors=True)
     state.wait_for_everyone()
     metrics: dict[str, dict] = {}

@@ -13,18 +13,10 @@ from critic.errors import UserError
 
 def _samples(data: Path | None, split: str, seed: int, per_item: int) -> tuple[list[dict], str]:
     """Samples of `split`: from a `critic data tamper` directory, or HumanEval tampered on the fly."""
-    if data is not None:
-        from datasets import load_from_disk
+    from critic.tamper_data import assign_splits, build_samples, humaneval_items, load_dataset
 
-        if not (data / "dataset_dict.json").is_file():
-            raise UserError(
-                f"{data}: not a dataset directory from `critic data tamper` (no dataset_dict.json)"
-            )
-        dsd = load_from_disk(str(data))
-        if split not in dsd:
-            raise UserError(f"{data}: no split {split!r} (has {', '.join(dsd)})")
-        return [dict(row) for row in dsd[split]], str(data)
-    from critic.tamper_data import assign_splits, build_samples, humaneval_items
+    if data is not None:
+        return [dict(row) for row in load_dataset(data, split)[split]], str(data)
 
     items = humaneval_items()
     split_of = assign_splits((item.group for item in items), seed)

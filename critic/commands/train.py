@@ -1,4 +1,5 @@
-"""`critic train ...`: the RLHF stages (SFT -> sample -> rate -> reward -> PPO), alone or as a pipeline."""
+"""`critic train ...`: the RLHF stages (SFT -> [distill] -> sample -> rate -> reward -> PPO), alone or as a
+pipeline, and `critic train distill` from any teacher checkpoint."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from critic.errors import UserError
+
 app = typer.Typer(
-    help="Train a critic: SFT, critique sampling, rating, reward model, PPO.", no_args_is_help=True
+    help="Train a critic: SFT, distillation, critique sampling, rating, reward model, PPO.",
+    no_args_is_help=True,
 )
 
 ConfigOption = Annotated[Path, typer.Option("--config", help="Pipeline YAML (see rl/configs/).")]
@@ -47,3 +51,39 @@ def _stage_command(name: str) -> None:
 
 for _name in ("sft", "sample", "rate", "reward", "ppo"):
     _stage_command(_name)
+
+
+@app.command()
+def distill(
+    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint directory (any Gemma 2 critic).")],
+    student_config: Annotated[
+        str, typer.Option(help="Student preset (tiny, small, ...) or directory: config.json [+ weights].")
+    ],
+    data: Annotated[Path, typer.Option(help="Tampering dataset (`critic data tamper` or a run's data/).")],
+    out: Annotated[Path, typer.Option(help="Directory for the student checkpoint.")],
+    config: Annotated[
+        Path | None, typer.Option(help="Pipeline YAML whose distill section sets the hyper-parameters.")
+    ] = None,
+) -> None:
+    """Distil a teacher critic into a smaller student on the tampering data's critique requests."""
+    import dataclasses
+
+    from critic.tamper_data import load_dataset
+    from rl.common import write_json
+    from rl.config import DistillStage, PipelineConfig
+
+    stage = (PipelineConfig.from_yaml(config).distill if config else None) or DistillStage()
+    stage = dataclasses.replace(stage, teacher=str(teacher), student=student_config)
+    dataset = load_dataset(data, "train")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: exists and is not empty; choose a new --out")
+    from rl.distill import run_distill
+
+    metrics = run_distill(stage, dataset, teacher, out)
+    write_json(out / "distill.json", {"config": dataclasses.asdict(stage), "metrics": metrics})
+    student, teacher_size = metrics["parameters"] / 1e6, metrics["teacher_parameters"] / 1e6
+    Console(stderr=True).print(
+        f"student {student:.1f} M parameters, teacher {teacher_size:.1f} M; "
+        f"KL to the teacher {metrics['kl_before']:.3f} -> {metrics['kl_after']:.3f} nats/token on "
+        f"{metrics['kl_examples']} held-out critiques; wrote {out}"
+    )
