@@ -66,80 +66,99 @@ def load_teacher(directory: str | Path) -> tuple[CriticForCausalLM, Any]:
     return CriticForCausalLM.from_pretrained(directory).eval(), load_hf_tokenizer(directory)
 
 
-def new_student(spec: str, teacher: CriticForCausalLM, teacher_tokenizer, seed: int):
-    """The student from a preset name (its shape, with the teacher's vocabulary: a new model can take
-    any), or from a directory: a config.json alone (new weights) or a whole checkpoint to start from."""
-    torch.manual_seed(seed)
-    vocab = {
-        k: getattr(teacher.config, k) for k in ("vocab_size", "pad_token_id", "eos_token_id", "bos_token_id")
-    }
+def plan_student(
+    spec: str, teacher_config: CriticConfig, teacher_tokenizer
+) -> tuple[CriticConfig, Path | None, Any]:
+    """The student's config, the checkpoint it starts from (None: new weights) and its tokenizer, read
+    without loading weights, so bad input fails in a moment. A preset name gives that shape with the
+    teacher's vocabulary (a new model can take any); a directory holds a config.json alone or a whole
+    checkpoint."""
     path = Path(spec)
     if not path.is_dir():
+        ids = ("vocab_size", "pad_token_id", "eos_token_id", "bos_token_id")
         try:
-            config = CriticConfig.from_preset(spec, **vocab)
+            config = CriticConfig.from_preset(spec, **{k: getattr(teacher_config, k) for k in ids})
         except ValueError as err:
             raise UserError(f"--student-config: {err}, or a directory") from err
-        return CriticForCausalLM(to_hf_config(config)), teacher_tokenizer
+        return config, None, teacher_tokenizer
     config = read_config(path)
     tokenizer = load_hf_tokenizer(path) if (path / "tokenizer.json").is_file() else teacher_tokenizer
     if any(f.is_file() for f in weight_files(path)):
         verify_checkpoint(path)
-        return CriticForCausalLM.from_pretrained(path), tokenizer
-    return CriticForCausalLM(to_hf_config(config)), tokenizer
+        return config, path, tokenizer
+    return config, None, tokenizer
 
 
 def check_shared_vocabulary(
-    teacher_dir: str | Path, teacher, teacher_tokenizer, student, student_tokenizer
+    teacher_dir: str | Path,
+    teacher: CriticConfig,
+    teacher_tokenizer,
+    student: CriticConfig,
+    student_tokenizer,
 ) -> None:
     """KD compares distributions token by token: the same ids must mean the same strings."""
-    sizes = (teacher.config.vocab_size, student.config.vocab_size)
-    if sizes[0] != sizes[1] or teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
+    if (
+        teacher.vocab_size != student.vocab_size
+        or teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab()
+    ):
         raise UserError(
-            f"teacher {teacher_dir} and the student do not share a vocabulary (teacher {sizes[0]} ids, "
-            f"student {sizes[1]}); distillation matches next-token distributions id by id, so give the "
-            "student the teacher's tokenizer (a preset student takes it automatically)"
+            f"teacher {teacher_dir} and the student do not share a vocabulary (teacher {teacher.vocab_size} "
+            f"ids, student {student.vocab_size}); distillation matches next-token distributions id by id, "
+            "so give the student the teacher's tokenizer (a preset student takes it automatically)"
         )
 
 
 @torch.no_grad()
-def kl_to_teacher(student, teacher, examples: Dataset, collator, batch_size: int = 8) -> float:
-    """Mean forward KL(teacher || student) per completion token: what the distillation loss minimises."""
+def agreement(student, teacher, examples: Dataset, collator, batch_size: int = 8) -> dict[str, float]:
+    """Per completion token: the forward KL(teacher || student) the distillation loss minimises, and the
+    student's NLL of the gold tokens (what SFT minimises), so either kind of student can be compared."""
     from trl.experimental.gkd import GKDTrainer
 
-    total, tokens = 0.0, 0
+    kl = nll = 0.0
+    tokens = 0
     was_training = student.training
     student.eval()
     for start in range(0, len(examples), batch_size):
         batch = collator([examples[i] for i in range(start, min(start + batch_size, len(examples)))])
         inputs = {k: batch[k].to(student.device) for k in ("input_ids", "attention_mask")}
         labels = batch["labels"][:, 1:].to(student.device)
-        kl = GKDTrainer.generalized_jsd_loss(
-            student(**inputs).logits[:, :-1],
-            teacher(**inputs).logits[:, :-1],
-            labels,
-            beta=0.0,
-            reduction="sum",
-        )
-        total += kl.item()
+        logits = student(**inputs).logits[:, :-1]
+        kl += GKDTrainer.generalized_jsd_loss(
+            logits, teacher(**inputs).logits[:, :-1], labels, beta=0.0, reduction="sum"
+        ).item()
+        nll += torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), labels.flatten(), reduction="sum"
+        ).item()
         tokens += int((labels != -100).sum())
     student.train(was_training)
-    return total / max(tokens, 1)
+    return {"kl": kl / max(tokens, 1), "nll": nll / max(tokens, 1)}
+
+
+def probe_examples(data: DatasetDict, tokenizer, max_length: int, seed: int) -> Dataset:
+    """The held-out critiques agreement is measured on: the first KL_EXAMPLES of validation that fit."""
+    held_out = data["validation"] if "validation" in data else data["train"]
+    probe = fitting(sft_examples(held_out, 0.0, seed), tokenizer, max_length)
+    return probe.select(range(min(KL_EXAMPLES, len(probe))))
 
 
 def run_distill(cfg: DistillStage, data: DatasetDict, teacher_dir: str | Path, out: Path) -> dict:
     from trl.experimental.gkd import GKDConfig, GKDTrainer
 
-    teacher, teacher_tokenizer = load_teacher(teacher_dir)
-    student, tokenizer = new_student(cfg.student, teacher, teacher_tokenizer, cfg.seed)
-    check_shared_vocabulary(teacher_dir, teacher, teacher_tokenizer, student, tokenizer)
+    teacher_config = read_config(check_checkpoint(teacher_dir))
+    teacher_tokenizer = load_hf_tokenizer(teacher_dir)
+    config, start, tokenizer = plan_student(cfg.student, teacher_config, teacher_tokenizer)
+    check_shared_vocabulary(teacher_dir, teacher_config, teacher_tokenizer, config, tokenizer)
+    teacher, _ = load_teacher(teacher_dir)
+    torch.manual_seed(cfg.seed)
+    student = CriticForCausalLM.from_pretrained(start) if start else CriticForCausalLM(to_hf_config(config))
     collator = PromptCompletionCollator(tokenizer, cfg.max_length)
-    held_out = data["validation"] if "validation" in data else data["train"]
-    probe = fitting(sft_examples(held_out, 0.0, cfg.seed), tokenizer, cfg.max_length)
-    probe = probe.select(range(min(KL_EXAMPLES, len(probe))))
+    probe = probe_examples(data, tokenizer, cfg.max_length, cfg.seed)
+    before = agreement(student, teacher, probe, collator)
     metrics: dict = {
         "parameters": sum(p.numel() for p in student.parameters()),
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
-        "kl_before": kl_to_teacher(student, teacher, probe, collator),
+        "kl_before": before["kl"],
+        "nll_before": before["nll"],
     }
     with tempfile.TemporaryDirectory() as scratch:
 
@@ -167,9 +186,7 @@ def run_distill(cfg: DistillStage, data: DatasetDict, teacher_dir: str | Path, o
             trainer.train()
             return trainer
 
-        if (
-            cfg.pretrain_steps
-        ):  # plain code first, as the SFT stage pre-trains, but on the teacher's distribution
+        if cfg.pretrain_steps:  # plain code first, as SFT pre-trains, but on the teacher's distributions
             corpus = pretraining_corpus()
             corpus = Dataset.from_dict(
                 {"prompt": [BOS] * len(corpus), "completion": [text[len(BOS) :] for text in corpus["text"]]}
@@ -185,9 +202,10 @@ def run_distill(cfg: DistillStage, data: DatasetDict, teacher_dir: str | Path, o
         loss=history[-1].get("train_loss"),
         steps=trainer.state.global_step,
         losses=[round(h["loss"], 4) for h in history if "loss" in h],
-        kl_after=kl_to_teacher(student, teacher, probe, collator),
         kl_examples=len(probe),
     )
+    after = agreement(student, teacher, probe, collator)
+    metrics.update(kl_after=after["kl"], nll_after=after["nll"])
     if trainer.accelerator.is_main_process:
         student.save_pretrained(out)
         tokenizer.save_pretrained(out)

@@ -31,10 +31,11 @@ def save_config(directory, **shape) -> None:
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    """A random teacher with confident, context-dependent distributions (larger initial weights)."""
+    """A random teacher with confident, context-dependent distributions (larger initial weights): its
+    KL from a new student starts near 7 nats a token, so learning it shows."""
     directory = tmp_path_factory.mktemp("teacher")
     torch.manual_seed(1)
-    config = CriticConfig.from_preset("tiny", **TEACHER, initializer_range=0.1)
+    config = CriticConfig.from_preset("tiny", **TEACHER, initializer_range=0.3)
     CriticForCausalLM(to_hf_config(config)).save_pretrained(directory)
     load_hf_tokenizer().save_pretrained(directory)
     return directory
@@ -48,7 +49,9 @@ def data():
 
 def test_student_kl_to_the_teacher_falls(teacher, data, tmp_path):
     save_config(tmp_path / "student", **STUDENT)
-    stage = DistillStage(student=str(tmp_path / "student"), max_steps=24, batch_size=4, max_length=512)
+    stage = DistillStage(
+        student=str(tmp_path / "student"), max_steps=24, batch_size=4, max_length=512, learning_rate=1e-2
+    )
     metrics = run_distill(stage, data, teacher, tmp_path / "out")
     assert metrics["kl_after"] < 0.8 * metrics["kl_before"], metrics
     assert metrics["losses"][-1] < metrics["losses"][0]  # the training KL, logged every 10 steps

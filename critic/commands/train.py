@@ -72,7 +72,9 @@ def distill(
     from rl.common import write_json
     from rl.config import DistillStage, PipelineConfig
 
-    stage = (PipelineConfig.from_yaml(config).distill if config else None) or DistillStage()
+    stage = PipelineConfig.from_yaml(config).distill if config else DistillStage()
+    if stage is None:
+        raise UserError(f"{config}: has no distill section")
     stage = dataclasses.replace(stage, teacher=str(teacher), student=student_config)
     dataset = load_dataset(data, "train")
     if out.exists() and any(out.iterdir()):
