@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help="checkpoint directories to compare")
     parser.add_argument("--teacher", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True, help="a run's data/ or `critic data tamper` output")
+    parser.add_argument("--data", type=Path, required=True, help="a run's data/ or tamper output")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
