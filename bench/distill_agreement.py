@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from critic.tamper_data import load_dataset
-from rl.distill import PromptCompletionCollator, agreement, load_teacher, probe_examples
+from rl.distill import PromptCompletionCollator, agreement, load_policy, probe_examples
 
 
 def main() -> None:
@@ -27,12 +27,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
-    teacher, tokenizer = load_teacher(args.teacher)
-    probe = probe_examples(load_dataset(args.data, "validation"), tokenizer, args.max_length, seed=0)
+    teacher, tokenizer = load_policy(args.teacher)
+    probe = probe_examples(load_dataset(args.data, "validation"), tokenizer, args.max_length)
     collator = PromptCompletionCollator(tokenizer, args.max_length)
     rows = []
     for directory in [args.teacher, *args.models]:
-        model, _ = load_teacher(directory)  # same loader and checks: any critic checkpoint
+        model = teacher if directory == args.teacher else load_policy(directory)[0]
         scores = agreement(model, teacher, probe, collator)
         params = sum(p.numel() for p in model.parameters())
         rows.append({"model": str(directory), "parameters": params, **scores})

@@ -61,7 +61,8 @@ class PromptCompletionCollator:
         }
 
 
-def load_teacher(directory: str | Path) -> tuple[CriticForCausalLM, Any]:
+def load_policy(directory: str | Path) -> tuple[CriticForCausalLM, Any]:
+    """A critic checkpoint and its tokenizer, checked first so a bad directory fails naming the file."""
     directory = check_checkpoint(directory)
     return CriticForCausalLM.from_pretrained(directory).eval(), load_hf_tokenizer(directory)
 
@@ -134,10 +135,10 @@ def agreement(student, teacher, examples: Dataset, collator, batch_size: int = 8
     return {"kl": kl / max(tokens, 1), "nll": nll / max(tokens, 1)}
 
 
-def probe_examples(data: DatasetDict, tokenizer, max_length: int, seed: int) -> Dataset:
+def probe_examples(data: DatasetDict, tokenizer, max_length: int) -> Dataset:
     """The held-out critiques agreement is measured on: the first KL_EXAMPLES of validation that fit."""
     held_out = data["validation"] if "validation" in data else data["train"]
-    probe = fitting(sft_examples(held_out, 0.0, seed), tokenizer, max_length)
+    probe = fitting(sft_examples(held_out, clean_fraction=0.0, seed=0), tokenizer, max_length)
     return probe.select(range(min(KL_EXAMPLES, len(probe))))
 
 
@@ -148,11 +149,11 @@ def run_distill(cfg: DistillStage, data: DatasetDict, teacher_dir: str | Path, o
     teacher_tokenizer = load_hf_tokenizer(teacher_dir)
     config, start, tokenizer = plan_student(cfg.student, teacher_config, teacher_tokenizer)
     check_shared_vocabulary(teacher_dir, teacher_config, teacher_tokenizer, config, tokenizer)
-    teacher, _ = load_teacher(teacher_dir)
+    teacher = CriticForCausalLM.from_pretrained(teacher_dir).eval()  # checked above
     torch.manual_seed(cfg.seed)
     student = CriticForCausalLM.from_pretrained(start) if start else CriticForCausalLM(to_hf_config(config))
     collator = PromptCompletionCollator(tokenizer, cfg.max_length)
-    probe = probe_examples(data, tokenizer, cfg.max_length, cfg.seed)
+    probe = probe_examples(data, tokenizer, cfg.max_length)
     before = agreement(student, teacher, probe, collator)
     metrics: dict = {
         "parameters": sum(p.numel() for p in student.parameters()),
