@@ -148,22 +148,35 @@ def _parses(code: str) -> bool:
 # -- building --------------------------------------------------------------------------
 
 
+def split_of_group(group: str, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
+    """A group's split from its own seeded hash alone: the same file lands in the same split whichever
+    other files a run samples beside it, so a file held out for evaluation is never trained on, not
+    even in pre-training (rl.pretrain reads the same function)."""
+    bucket = int(hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()[:12], 16) / 16**12
+    edge = 0.0
+    for name, fraction in zip(SPLITS, fractions, strict=True):
+        edge += fraction
+        if bucket < edge:
+            return name
+    return SPLITS[-1]
+
+
 def assign_splits(
     groups: Iterable[str], seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)
 ) -> dict[str, str]:
-    """group -> split. Groups are ordered by a seeded hash and cut by the fractions, each split getting
-    at least one group, so even a five-file source has a test split (and `datasets` cannot save an
+    """group -> split, each by `split_of_group`. A split left empty (a source of a handful of files)
+    takes the group whose hash lies nearest to it, so every split has one (`datasets` cannot save an
     empty one)."""
     ordered = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
     if len(ordered) < len(SPLITS):
         raise UserError(f"need at least {len(SPLITS)} tasks or files to split, found {len(ordered)}")
-    n = len(ordered)
-    sizes = [max(1, round(f * n)) for f in fractions[1:]]
-    cuts = [n - sum(sizes), n - sizes[1], n]
-    out, begin = {}, 0
-    for name, end in zip(SPLITS, cuts, strict=True):
-        out.update((g, name) for g in ordered[begin:end])
-        begin = end
+    out = {g: split_of_group(g, seed, fractions) for g in ordered}
+    for name, from_end in (("test", True), ("validation", True), ("train", False)):
+        if name not in out.values():
+            # a group of a split that has others to spare, from the matching end of the hash order
+            counts = Counter(out.values())
+            donors = [g for g in (ordered[::-1] if from_end else ordered) if counts[out[g]] > 1]
+            out[donors[0]] = name
     return out
 
 

@@ -91,7 +91,9 @@ def test_splits_are_by_task_and_complete(humaneval_subset):
     assert splits == assign_splits(reversed(tasks), 0)  # order of arrival does not matter
     assert splits != assign_splits(tasks, 1)
     counts = {name: list(splits.values()).count(name) for name in SPLITS}
-    assert counts == {"train": 132, "validation": 16, "test": 16}
+    assert 115 <= counts["train"] <= 147 and min(counts.values()) >= 8
+    # a group's split does not depend on which other groups are present (sampled sources stay held out)
+    assert assign_splits(tasks[::3], 0) == {t: splits[t] for t in tasks[::3]}
     assert set(assign_splits(["a.py", "b.py", "c.py"], 0).values()) == set(SPLITS)
     with pytest.raises(UserError, match="at least 3"):
         assign_splits(["a.py", "b.py"], 0)
