@@ -39,6 +39,7 @@ __all__ = [
     "Highlight",
     "MatchKind",
     "build_prompt",
+    "code_spans",
     "critique_completion_end",
     "format_critique",
     "highlight_overlaps",
@@ -287,6 +288,35 @@ def highlight_overlaps(highlight: Highlight, lines: Iterable[int]) -> bool:
     """Whether the highlight quotes any of `lines`; a hallucinated highlight covers nothing."""
     span = highlight.lines
     return any(line in span for line in lines)
+
+
+def code_spans(text: str) -> list[str]:
+    """The inline code spans of markdown prose (a comment, a description), in order.
+
+    A span opens with a run of backticks and closes at the next run of exactly as many, on the same
+    line: inline code is one line here, which is also how constrained decoding (critic.quoting) writes
+    it. As in CommonMark, runs of another length inside are content, an opening run that is never
+    closed is literal text, and one space is stripped from each end of content that has a space at
+    both ends and is not all spaces (so `` `x` `` holds `x`). Unlike CommonMark, a backslash does not
+    escape a backtick. The evaluation counts a span as real when it appears verbatim in the code.
+    """
+    spans = []
+    for line in _normalize_newlines(text).split("\n"):
+        runs = [(m.start(), m.end()) for m in _BACKTICK_RUN.finditer(line)]
+        i = 0
+        while i < len(runs):
+            start, end = runs[i]
+            same = (j for j in range(i + 1, len(runs)) if runs[j][1] - runs[j][0] == end - start)
+            closer = next(same, None)
+            if closer is None:
+                i += 1
+                continue
+            content = line[end : runs[closer][0]]
+            if len(content) >= 2 and content[0] == content[-1] == " " and content.strip(" "):
+                content = content[1:-1]
+            spans.append(content)
+            i = closer + 1
+    return spans
 
 
 def _split_blocks(text: str) -> tuple[str, list[tuple[str, str]]]:

@@ -1,47 +1,108 @@
-"""`critic eval`: the numbers CriticGPT reports, on held-out tampered code.
+"""`critic eval`: what `critic review` reports at its defaults, and the numbers CriticGPT reports, on
+held-out tampered code.
 
-Every critique is judged by the rubric rater (critic.rating), which knows the inserted bug. A
-configuration is a way of writing one critique per sample: the critic with FSBS at one
-LENGTH_MODIFIER or as one plain sample, the same for the SFT-only policy (the ablation ladder SFT ->
-RL -> RL + FSBS), or a critic that quotes a random line. FSBS candidates do not
-depend on LENGTH_MODIFIER (only the final pick does), so one search per sample serves the whole sweep.
+**The review operating point.** Each sample is reviewed exactly as `critic review` reviews a file
+(same chunking, FSBS settings and seed), once: every raw finding is kept with its confidence, and
+`critic.review.filter_findings` (min-score, max-findings, quotes too short to locate, suppressions,
+overlap with a more confident finding) is applied post hoc. That gives the default operating point,
+a min-score sweep and a reliability diagram from one search per sample. Sample sets:
 
-metrics.json (schema version 1):
+- `humaneval`: HumanEval's tasks (all 164: HumanEval is held out from training), tampered and kept
+  only when the tests then fail (verified); or the rows of `--data`.
+- `humaneval_line_uniform`: the same tasks tampered line-uniformly (`tamper(line_uniform=True)`: the
+  bug line is drawn uniformly among lines with sites, so long lines are no likelier to hold it).
+- `stdlib`: functions of standard-library files whose split is "test", tampered, unverified.
+- `clean`: the untampered originals of `humaneval` (false alarms).
 
-    {"schema": 1, "samples": N, "split": str, "data": str, "settings": {...},
+Per tampered set: the top (most confident) finding on the bug (its lines overlap `bug_lines`); any
+finding on the bug; line precision (reported lines that are bug lines over reported lines, micro-
+averaged; a finding's lines are line..end_line); silent (no finding); and, over findings, the share
+whose comment's backticked spans all appear verbatim in the code (no span passes) and the share
+with a span at all. On `clean`: the false-alarm rate, the share of files with any finding. Each
+comes with a 95% percentile bootstrap interval over clusters (`task_id`'s group: a task's or file's
+tamperings are correlated), seeded. Baselines flag exactly one line per sample: a random non-blank
+line, a random code line (one with a code token: no blank, comment-only or string-only line) and
+the longest line (most code tokens by `tokenize`, strings and comments not counted; the first on
+ties).
+
+**The CriticGPT ladder** (on `humaneval`): every critique is judged by the rubric rater
+(critic.rating), which knows the inserted bug. A configuration is a way of writing one critique per
+sample: the critic with FSBS at one LENGTH_MODIFIER or as one plain sample, the same for the
+SFT-only policy (SFT -> RL -> RL + FSBS), or a critic that quotes a random line. FSBS candidates do
+not depend on LENGTH_MODIFIER (only the final pick does), so one search per sample serves the sweep.
+
+metrics.json (schema version 2):
+
+    {"schema": 2, "samples": N, "split": str, "data": str, "settings": {...},
+     "sample_sets": {SET: {"samples": n, "clusters": n, "data": str}, ..., "clean": {...}},
+     "operating_point": {"min_score": X, "max_findings": K,
+                         "critic": {SET: OP, ..., "clean": CLEAN},
+                         "sft": {"humaneval": OP, "clean": CLEAN}},      # with --sft-model
+     "baselines": {BASELINE: {SET: BASE, ..., "clean": CLEAN_BASE}, ...},
+     "min_score_sweep": [{"min_score": X, SET: SWEPT, ..., "clean": {"false_alarm_rate": CI}}, ...],
+     "reliability": {"findings": n, "on_bug_rate": x, "ece": x, "min_score": X,
+                     "bins": [{"low", "high", "count", "mean_confidence", "on_bug_rate"}, ...]},
+                                 # every raw finding of the critic on `humaneval`, before the filter
      "configs": {NAME: METRICS, ...},  # "critic@lm=X", "critic@single", "random_line", "sft@lm=X",
                                        # "sft@single" (X: LENGTH_MODIFIER; single: one plain sample)
      "pareto": [{"length_modifier": X, "cbi_rate": ..., "fake_problem_rate": ...}, ...],
      "per_bug_kind": {KIND: {"samples": n, "cbi_rate": ...}, ...},   # the critic at the default LM
-     "clean": {"files": n, "silent_rate": ..., "findings": n, "min_score": X}}
+     "clean": {"files": n, "silent_rate": ..., "findings": n, "min_score": X}}   # = operating point
 
+    SET = "humaneval" | "humaneval_line_uniform" | "stdlib"   (a set that was not built is absent)
+    BASELINE = "random_line" | "random_code_line" | "longest_line"
+    CI = {"value": x, "low": x, "high": x}   # null where undefined (no reported lines, no findings)
+    OP = {"samples", "clusters", "findings", "mean_findings", "top_on_bug": CI, "any_on_bug": CI,
+          "line_precision": CI, "silent_rate": CI, "backticks_verbatim": CI, "with_backticks": CI,
+          "per_bug_kind": {KIND: {"samples": n, "top_on_bug": x}}}
+    CLEAN = {"files", "clusters", "findings", "mean_findings", "false_alarm_rate": CI,
+             "backticks_verbatim": CI, "with_backticks": CI}
+    BASE = {"samples", "top_on_bug": CI, "any_on_bug": CI, "line_precision": CI, "silent_rate": CI}
+    CLEAN_BASE = {"files", "false_alarm_rate": CI}
+    SWEPT = {"mean_findings", "top_on_bug": CI, "any_on_bug": CI, "line_precision": CI, "silent_rate": CI}
     METRICS = {"samples", "cbi_rate", "fake_problem_rate", "hallucinated_quote_rate", "nitpick_rate",
                "mean_highlights", "line_precision", "line_recall"}
 
 A critique includes the bug (CBI) when the rater scores it 5 or more: a highlight overlaps the bug
-lines (the rater counts a quote found on the bug lines anywhere in the code). Line precision and
-recall are micro-averaged over samples and use the parser's line mapping (a quote's first occurrence):
-quoted lines that are bug lines over all quoted lines, and bug lines quoted over all bug lines.
+lines (the rater counts a quote found on the bug lines anywhere in the code). The ladder's line
+precision and recall are micro-averaged over samples and use the parser's line mapping (a quote's
+first occurrence): quoted lines that are bug lines over all quoted lines, and bug lines quoted over
+all bug lines.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import tokenize
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from critic.critique import format_critique, parse_critique
+from critic.critique import code_spans, format_critique, parse_critique
 from critic.fsbs import Critic
 from critic.rating import rate_critique
-from critic.review import CHUNKS_PER_BATCH, SourceFile, review
+from critic.review import CHUNKS_PER_BATCH, Finding, SourceFile, filter_findings, raw_findings
 from critic.sampling import generate
 from critic.settings import ReviewSettings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CBI_INCLUDED = 5  # rater scores 5-7: a highlight overlaps the bug lines
+TAMPERED_SETS = ("humaneval", "humaneval_line_uniform", "stdlib")
+CLEAN_SET = "clean"
+SWEEP_MIN_SCORES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+RELIABILITY_BINS = 10
+BOOTSTRAP_RESAMPLES = 1000
+BASELINES = ("random_line", "random_code_line", "longest_line")
+# A finding kept whatever the cap: the relaxed review keeps every finding (min-score 0, no cap).
+_NO_CAP = 10**9
+
+Progress = Callable[[str, int, int], None]
+
+
+# -- the ladder: rubric-rated critiques ------------------------------------------------------------
 
 
 @dataclass
@@ -133,16 +194,20 @@ def pick(results: Sequence, length_modifier: float) -> list[str]:
     return [max(r.candidates, key=lambda c: c.objective(length_modifier)).critique for r in results]
 
 
-def evaluate(
+def ladder(
     critic: Critic,
     samples: Sequence[dict],
     settings: ReviewSettings,
     length_modifiers: Sequence[float],
     sft_critic: Critic | None = None,
-    progress=None,
+    progress: Progress | None = None,
 ) -> dict:
-    """Everything metrics.json holds except where the data came from."""
-    results = search_all(critic, samples, settings, progress)
+    """The CriticGPT configurations: "configs", "pareto" and "per_bug_kind" of metrics.json."""
+
+    def searched(name: str, who: Critic) -> list:
+        return search_all(who, samples, settings, None if progress is None else _stage(progress, name))
+
+    results = searched("FSBS (ladder)", critic)
     configs: dict[str, dict] = {}
     pareto = []
     for lm in sorted(set(length_modifiers) | {settings.length_modifier}):
@@ -160,7 +225,7 @@ def evaluate(
     configs["critic@single"] = asdict(judge(single_samples(critic, samples, settings), samples)[0])
     configs["random_line"] = asdict(judge(random_line_critiques(samples, settings.seed), samples)[0])
     if sft_critic is not None:
-        sft_results = search_all(sft_critic, samples, settings)
+        sft_results = searched("SFT FSBS (ladder)", sft_critic)
         key = f"sft@lm={settings.length_modifier:g}"
         configs[key] = asdict(judge(pick(sft_results, settings.length_modifier), samples)[0])
         configs["sft@single"] = asdict(judge(single_samples(sft_critic, samples, settings), samples)[0])
@@ -168,17 +233,383 @@ def evaluate(
     for sample, hit in zip(samples, default_included, strict=True):
         kinds[sample["bug_kind"]].append(hit)
     per_kind = {k: {"samples": len(v), "cbi_rate": sum(v) / len(v)} for k, v in sorted(kinds.items())}
-    originals = list({s["original"]: None for s in samples})
-    reports = review(
-        critic, [SourceFile(f"original_{i}.py", code) for i, code in enumerate(originals)], settings
-    )
-    clean = {
+    return {"configs": configs, "pareto": pareto, "per_bug_kind": per_kind}
+
+
+def _stage(progress: Progress, name: str) -> Callable[[int, int], None]:
+    return lambda done, total: progress(name, done, total)
+
+
+# -- line helpers: code tokens, baselines, backticked spans -----------------------------------------
+
+# Token types that are not code: strings (an f-string's parts too, below), comments and layout.
+_NOT_CODE = {
+    tokenize.STRING,
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENDMARKER,
+}
+# Python 3.12+ splits f-strings (3.14: t-strings) into parts; everything from START to END is a string.
+_STRING_START = {getattr(tokenize, n) for n in ("FSTRING_START", "TSTRING_START") if hasattr(tokenize, n)}
+_STRING_END = {getattr(tokenize, n) for n in ("FSTRING_END", "TSTRING_END") if hasattr(tokenize, n)}
+
+
+def code_tokens_per_line(code: str) -> list[int]:
+    """Code tokens starting on each line (index 0: line 1), by Python's `tokenize`; strings (whole
+    f-strings included), comments, newlines, indentation and the end marker do not count. Code that
+    does not tokenize counts whitespace-separated words of each line that is not a `#` comment."""
+    lines = code.split("\n")
+    counts = [0] * len(lines)
+    depth = 0  # inside an f-string (3.12+), replacement fields included
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type in _STRING_START:
+                depth += 1
+            elif tok.type in _STRING_END:
+                depth -= 1
+            elif depth == 0 and tok.type not in _NOT_CODE and 1 <= tok.start[0] <= len(lines):
+                counts[tok.start[0] - 1] += 1
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return [0 if line.lstrip().startswith("#") else len(line.split()) for line in lines]
+    return counts
+
+
+def baseline_line(code: str, kind: str, rng: random.Random) -> int | None:
+    """The one line a baseline flags (1-based), or None when the code has no line it could flag.
+
+    random_line: a non-blank line; random_code_line: a line with a code token; longest_line: the line
+    with the most code tokens, the first of equals."""
+    if kind == "random_line":
+        candidates = [n for n, line in enumerate(code.split("\n"), start=1) if line.strip()]
+        return rng.choice(candidates) if candidates else None
+    counts = code_tokens_per_line(code)
+    if kind == "random_code_line":
+        candidates = [n for n, c in enumerate(counts, start=1) if c]
+        return rng.choice(candidates) if candidates else None
+    if kind == "longest_line":
+        most = max(counts, default=0)
+        return counts.index(most) + 1 if most else None
+    raise ValueError(f"unknown baseline {kind!r}")
+
+
+# Inline code: a run of one or two backticks, the shortest text up to the same run (markdown's rule).
+def spans_verbatim(comment: str, code: str) -> bool:
+    """Whether every backticked span of the comment appears verbatim in the code (true with none)."""
+    return all(span in code for span in code_spans(comment))
+
+
+# -- bootstrap ------------------------------------------------------------------------------------
+
+
+def bootstrap_ratio(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    clusters: Sequence[str],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """sum(numerators) / sum(denominators), with a percentile bootstrap interval that resamples whole
+    clusters with replacement (`resamples` times, seeded). A rate is the case of denominators 1.
+    Values are None where the denominator is 0; resamples with a zero denominator are left out."""
+    import numpy as np
+
+    index: dict[str, int] = {}
+    num = np.zeros(len(set(clusters)))
+    den = np.zeros(len(num))
+    for n, d, c in zip(numerators, denominators, clusters, strict=True):
+        at = index.setdefault(c, len(index))
+        num[at] += n
+        den[at] += d
+    total = den.sum()
+    value = float(num.sum() / total) if total else None
+    if not len(num) or resamples < 1:
+        return {"value": value, "low": value, "high": value}
+    picks = np.random.default_rng(seed).integers(0, len(num), size=(resamples, len(num)))
+    nums, dens = num[picks].sum(axis=1), den[picks].sum(axis=1)
+    ratios = nums[dens > 0] / dens[dens > 0]
+    if not len(ratios):
+        return {"value": value, "low": None, "high": None}
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return {"value": value, "low": float(low), "high": float(high)}
+
+
+# -- the review operating point -------------------------------------------------------------------
+
+
+def cluster_of(sample: dict) -> str:
+    """The bootstrap's unit: the sample's group (task or file) where known, else its task."""
+    return sample.get("group") or sample["task_id"]
+
+
+def on_bug(finding: Finding, bug_lines: Sequence[int]) -> bool:
+    return any(finding.line <= n <= finding.end_line for n in bug_lines)
+
+
+def reported(raw: list[Finding], code: str, settings: ReviewSettings, min_score: float | None = None):
+    """What `critic review` reports of these raw findings (at `min_score` instead, if given)."""
+    if min_score is not None:
+        settings = settings.updated(min_score=min_score)
+    return filter_findings(raw, SourceFile("<eval>", code), settings)
+
+
+def review_raw(
+    critic: Critic, codes: Sequence[str], settings: ReviewSettings, progress=None
+) -> list[list[Finding]]:
+    """Every raw finding `critic review` would weigh for each code, as if each were a file."""
+    sources = [SourceFile(f"sample_{i}.py", code) for i, code in enumerate(codes)]
+    return raw_findings(critic, sources, settings, progress=progress)
+
+
+def tampered_metrics(
+    samples: Sequence[dict],
+    found: Sequence[list[Finding]],
+    resamples: int,
+    seed: int,
+    full: bool = True,
+) -> dict:
+    """OP of metrics.json: reported findings (found[i] for samples[i]) against the inserted bugs;
+    without `full`, no backtick or per-kind metrics."""
+    clusters = [cluster_of(s) for s in samples]
+    top, hit, silent, lines, lines_bug = [], [], [], [], []
+    for sample, findings in zip(samples, found, strict=True):
+        bugs = sample["bug_lines"]
+        best = max(findings, key=lambda f: f.score) if findings else None
+        top.append(best is not None and on_bug(best, bugs))
+        hit.append(any(on_bug(f, bugs) for f in findings))
+        silent.append(not findings)
+        flagged = {n for f in findings for n in range(f.line, f.end_line + 1)}
+        lines.append(len(flagged))
+        lines_bug.append(len(flagged & set(bugs)))
+    ones = [1] * len(samples)
+
+    def ci(num, den=ones):
+        return bootstrap_ratio(num, den, clusters, resamples, seed)
+
+    out = {
+        "samples": len(samples),
+        "clusters": len(set(clusters)),
+        "findings": sum(len(f) for f in found),
+        "mean_findings": sum(len(f) for f in found) / max(1, len(samples)),
+        "top_on_bug": ci(top),
+        "any_on_bug": ci(hit),
+        "line_precision": ci(lines_bug, lines),
+        "silent_rate": ci(silent),
+    }
+    if full:
+        out |= _backtick_metrics(samples, found, clusters, resamples, seed)
+        kinds: dict[str, list[bool]] = defaultdict(list)
+        for sample, is_top in zip(samples, top, strict=True):
+            kinds[sample.get("bug_kind", "")].append(is_top)
+        out["per_bug_kind"] = {
+            k: {"samples": len(v), "top_on_bug": sum(v) / len(v)} for k, v in sorted(kinds.items())
+        }
+    return out
+
+
+def clean_metrics(
+    originals: Sequence[dict], found: Sequence[list[Finding]], resamples: int, seed: int
+) -> dict:
+    """CLEAN of metrics.json: findings on untampered code are all false alarms."""
+    clusters = [cluster_of(s) for s in originals]
+    return {
         "files": len(originals),
-        "silent_rate": sum(1 for r in reports if not r) / max(1, len(originals)),
-        "findings": sum(len(r) for r in reports),
+        "clusters": len(set(clusters)),
+        "findings": sum(len(f) for f in found),
+        "mean_findings": sum(len(f) for f in found) / max(1, len(originals)),
+        "false_alarm_rate": bootstrap_ratio(
+            [bool(f) for f in found], [1] * len(found), clusters, resamples, seed
+        ),
+        **_backtick_metrics(originals, found, clusters, resamples, seed),
+    }
+
+
+def _backtick_metrics(samples, found, clusters, resamples: int, seed: int) -> dict:
+    passing = [
+        sum(spans_verbatim(f.comment, s["code"]) for f in fs) for s, fs in zip(samples, found, strict=True)
+    ]
+    spanned = [sum(bool(code_spans(f.comment)) for f in fs) for fs in found]
+    counts = [len(fs) for fs in found]
+    return {
+        "backticks_verbatim": bootstrap_ratio(passing, counts, clusters, resamples, seed),
+        "with_backticks": bootstrap_ratio(spanned, counts, clusters, resamples, seed),
+    }
+
+
+def baseline_metrics(
+    sets: dict[str, Sequence[dict]], resamples: int, seed: int
+) -> dict[str, dict[str, dict]]:
+    """BASE / CLEAN_BASE of every baseline on every set (each flags one line of each sample)."""
+    out: dict[str, dict[str, dict]] = {}
+    for kind in BASELINES:
+        out[kind] = {}
+        for name, samples in sets.items():
+            rng = random.Random(f"{seed}:{kind}:{name}")
+            found = []
+            for sample in samples:
+                line = baseline_line(sample["code"], kind, rng)
+                found.append([] if line is None else [_line_finding(line)])
+            if name == CLEAN_SET:
+                clusters = [cluster_of(s) for s in samples]
+                rate = bootstrap_ratio([bool(f) for f in found], [1] * len(found), clusters, resamples, seed)
+                out[kind][name] = {"files": len(samples), "false_alarm_rate": rate}
+            else:
+                metrics = tampered_metrics(samples, found, resamples, seed, full=False)
+                out[kind][name] = {k: metrics[k] for k in ("samples", *_SWEPT)}
+    return out
+
+
+_SWEPT = ("top_on_bug", "any_on_bug", "line_precision", "silent_rate")
+
+
+def _line_finding(line: int) -> Finding:
+    return Finding("<baseline>", line, 1, line, 1, "CRT000", "This line is wrong.", "", "", 1.0)
+
+
+def reliability(samples: Sequence[dict], raw: Sequence[list[Finding]], bins: int = RELIABILITY_BINS) -> dict:
+    """Observed share of raw findings on the bug per equal-width confidence bin, and the expected
+    calibration error (bins weighted by their share of findings)."""
+    scores, hits = [], []
+    for sample, findings in zip(samples, raw, strict=True):
+        for f in findings:
+            scores.append(min(max(f.score, 0.0), 1.0))
+            hits.append(on_bug(f, sample["bug_lines"]))
+    rows, ece = [], 0.0
+    for b in range(bins):
+        inside = [i for i, s in enumerate(scores) if min(int(s * bins), bins - 1) == b]
+        row = {"low": b / bins, "high": (b + 1) / bins, "count": len(inside)}
+        if inside:
+            mean = sum(scores[i] for i in inside) / len(inside)
+            rate = sum(hits[i] for i in inside) / len(inside)
+            row |= {"mean_confidence": mean, "on_bug_rate": rate}
+            ece += len(inside) / len(scores) * abs(rate - mean)
+        else:
+            row |= {"mean_confidence": None, "on_bug_rate": None}
+        rows.append(row)
+    return {
+        "findings": len(scores),
+        "on_bug_rate": sum(hits) / len(hits) if hits else None,
+        "ece": ece if scores else None,
+        "bins": rows,
+    }
+
+
+def operating_point(
+    critic: Critic,
+    sets: dict[str, Sequence[dict]],
+    settings: ReviewSettings,
+    resamples: int,
+    progress: Progress | None = None,
+    name: str = "review",
+) -> tuple[dict[str, dict], dict[str, list[list[Finding]]]]:
+    """OP / CLEAN of every set at the settings' operating point, and every set's raw findings. All
+    sets are reviewed in one run (a chunk's random stream does not depend on its batch)."""
+    order = list(sets)
+    codes = [s["code"] for key in order for s in sets[key]]
+    flat = review_raw(critic, codes, settings, None if progress is None else _stage(progress, name))
+    raw: dict[str, list[list[Finding]]] = {}
+    at = 0
+    for key in order:
+        raw[key] = flat[at : at + len(sets[key])]
+        at += len(sets[key])
+    return {key: _metrics_at(key, sets[key], raw[key], settings, None, resamples) for key in order}, raw
+
+
+def _metrics_at(key, samples, raw, settings, min_score, resamples: int, full: bool = True) -> dict:
+    found = [reported(r, s["code"], settings, min_score) for r, s in zip(raw, samples, strict=True)]
+    if key == CLEAN_SET:
+        metrics = clean_metrics(samples, found, resamples, settings.seed)
+        return metrics if full else {"false_alarm_rate": metrics["false_alarm_rate"]}
+    metrics = tampered_metrics(samples, found, resamples, settings.seed, full=full)
+    return metrics if full else {"mean_findings": metrics["mean_findings"], **{k: metrics[k] for k in _SWEPT}}
+
+
+def min_score_sweep(
+    sets: dict[str, Sequence[dict]],
+    raw: dict[str, list[list[Finding]]],
+    settings: ReviewSettings,
+    resamples: int,
+    min_scores: Sequence[float] = SWEEP_MIN_SCORES,
+) -> list[dict]:
+    """The operating point's headline metrics at other min-scores (max-findings as set)."""
+    return [
+        {
+            "min_score": ms,
+            **{
+                key: _metrics_at(key, sets[key], raw[key], settings, ms, resamples, full=False)
+                for key in sets
+            },
+        }
+        for ms in sorted(set(min_scores) | {settings.min_score})
+    ]
+
+
+def clean_originals(samples: Sequence[dict]) -> list[dict]:
+    """The untampered original of each task (its first sample's), as a sample with no bug."""
+    seen: dict[str, dict] = {}
+    for s in samples:
+        seen.setdefault(
+            s["task_id"],
+            {"task_id": s["task_id"], "group": cluster_of(s), "code": s["original"], "bug_lines": []},
+        )
+    return list(seen.values())
+
+
+def evaluate(
+    critic: Critic,
+    sets: dict[str, Sequence[dict]],
+    settings: ReviewSettings,
+    length_modifiers: Sequence[float],
+    sft_critic: Critic | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    progress: Progress | None = None,
+) -> dict:
+    """Everything metrics.json holds except where the data came from. `sets` maps set names
+    (TAMPERED_SETS) to samples; "humaneval" is required, its originals make the clean set, and the
+    ladder runs on it."""
+    if not sets.get("humaneval"):
+        raise ValueError("evaluate needs samples in the 'humaneval' set")
+    sets = {key: sets[key] for key in TAMPERED_SETS if sets.get(key)}
+    sets[CLEAN_SET] = clean_originals(sets["humaneval"])
+    op, raw = operating_point(critic, sets, settings, resamples, progress)
+    report: dict = {
+        "sample_sets": {
+            key: {"samples": len(samples), "clusters": len({cluster_of(s) for s in samples})}
+            for key, samples in sets.items()
+        },
+        "operating_point": {
+            "min_score": settings.min_score,
+            "max_findings": settings.max_findings,
+            "critic": op,
+        },
+        "baselines": baseline_metrics(sets, resamples, settings.seed),
+        "min_score_sweep": min_score_sweep(sets, raw, settings, resamples),
+        "reliability": {
+            **reliability(sets["humaneval"], raw["humaneval"]),
+            "min_score": settings.min_score,
+        },
+    }
+    if sft_critic is not None:
+        sft_sets = {key: sets[key] for key in ("humaneval", CLEAN_SET)}
+        report["operating_point"]["sft"] = operating_point(
+            sft_critic, sft_sets, settings, resamples, progress, "review (SFT)"
+        )[0]
+    report |= ladder(critic, sets["humaneval"], settings, length_modifiers, sft_critic, progress)
+    clean = op[CLEAN_SET]
+    report["clean"] = {
+        "files": clean["files"],
+        "silent_rate": 1.0 - clean["false_alarm_rate"]["value"] if clean["files"] else 0.0,
+        "findings": clean["findings"],
         "min_score": settings.min_score,
     }
-    return {"configs": configs, "pareto": pareto, "per_bug_kind": per_kind, "clean": clean}
+    return report
+
+
+# -- plots and the report ---------------------------------------------------------------------------
 
 
 def plot_pareto(pareto: Sequence[dict], baselines: dict[str, dict], out: Path) -> None:
@@ -212,8 +643,44 @@ def plot_pareto(pareto: Sequence[dict], baselines: dict[str, dict], out: Path) -
     plt.close(fig)
 
 
+def plot_reliability(rel: dict, out: Path) -> None:
+    """Observed share on the bug against mean confidence per bin, with the diagonal, each bin's count
+    and the default min-score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    rows = [b for b in rel["bins"] if b["count"]]
+    ax.plot([b["mean_confidence"] for b in rows], [b["on_bug_rate"] for b in rows], "o-", label="critic")
+    for b in rows:
+        ax.annotate(
+            f"n={b['count']}",
+            (b["mean_confidence"], b["on_bug_rate"]),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=8,
+        )
+    ax.axvline(rel["min_score"], color="tab:red", linestyle=":", label=f"min-score {rel['min_score']:g}")
+    ax.set_xlabel("reported confidence (mean of the bin)")
+    ax.set_ylabel("findings on the inserted bug (share)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.1)  # room for the count above a bin at 1.0
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ece = "n/a" if rel["ece"] is None else f"{rel['ece']:.3f}"
+    ax.set_title(f"Reliability of review confidence ({rel['findings']} raw findings, ECE {ece})")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2) + "\n")
     baselines = {name: m for name, m in report["configs"].items() if not name.startswith("critic@lm=")}
     plot_pareto(report["pareto"], baselines, out / "pareto.png")
+    plot_reliability(report["reliability"], out / "reliability.png")

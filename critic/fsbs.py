@@ -18,7 +18,6 @@ the middle of their rows, which costs a long row some local-window context (see 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +25,7 @@ from functools import cached_property
 import torch
 from tokenizers import Tokenizer
 
+from critic.calibration import Calibration
 from critic.critique import (
     END_OF_TURN,
     NO_BUGS,
@@ -51,6 +51,7 @@ class FSBSSettings:
     max_new_tokens: int = 64  # per round: one quote and its comment
     temperature: float = 1.0
     constrain_quotes: bool = True  # forced highlights quote the code verbatim (critic.quoting)
+    constrain_code_spans: bool = True  # inline `code` in comments is verbatim code too (critic.quoting)
 
     def __post_init__(self) -> None:
         for name in ("samples", "rounds", "keep", "max_new_tokens"):
@@ -87,8 +88,15 @@ class SearchResult:
 class Critic:
     """A policy, its reward model and their tokenizer: everything FSBS needs to critique code."""
 
-    def __init__(self, policy: Gemma2CausalLM, reward: Gemma2RewardModel, tokenizer: Tokenizer) -> None:
+    def __init__(
+        self,
+        policy: Gemma2CausalLM,
+        reward: Gemma2RewardModel,
+        tokenizer: Tokenizer,
+        calibration: Calibration | None = None,
+    ) -> None:
         self.policy, self.reward, self.tokenizer = policy.eval(), reward.eval(), tokenizer
+        self.calibration = calibration or Calibration()
         config = policy.config
         if reward.config.vocab_size != config.vocab_size:
             raise ValueError("policy and reward model have different vocabularies")
@@ -172,8 +180,16 @@ class Critic:
                 for j in range(n)
             ]
             constraints = (
-                [QuoteConstraint(codes[owners[r]], self.trie) for r in fan]
-                if settings.constrain_quotes
+                [
+                    QuoteConstraint(
+                        codes[owners[r]],
+                        self.trie,
+                        quotes=settings.constrain_quotes,
+                        code_spans=settings.constrain_code_spans,
+                    )
+                    for r in fan
+                ]
+                if settings.constrain_quotes or settings.constrain_code_spans
                 else None
             )
             new = sample(
@@ -213,13 +229,17 @@ class Critic:
 
     def _confidence(self, rm_rows: Rows, highlights: Sequence[Sequence[Highlight]]) -> list[list[float]]:
         """How strongly the reward model prefers reporting each highlight alone over declaring the code
-        clean, as a probability (Bradley-Terry): comparable across files, unlike raw scores."""
+        clean, as a probability (Bradley-Terry, then the critic's calibration): comparable across
+        files, unlike raw scores."""
         owners = [i for i, hs in enumerate(highlights) for _ in hs]
         texts = [format_critique([h]) for hs in highlights for h in hs]
         single = iter(self.score(rm_rows, owners, texts))
         with_any = [i for i, hs in enumerate(highlights) if hs]
         clean = dict(zip(with_any, self.score(rm_rows, with_any, [NO_BUGS] * len(with_any)), strict=True))
-        return [[_sigmoid(next(single) - clean[i]) for _ in hs] for i, hs in enumerate(highlights)]
+        return [
+            [self.calibration.probability(next(single) - clean[i]) for _ in hs]
+            for i, hs in enumerate(highlights)
+        ]
 
 
 def _stream_seed(seed: int, prompt: Sequence[int]) -> int:
@@ -227,7 +247,3 @@ def _stream_seed(seed: int, prompt: Sequence[int]) -> int:
     whatever is reviewed beside it."""
     digest = hashlib.blake2b(repr((seed, list(prompt))).encode(), digest_size=6).digest()
     return int.from_bytes(digest, "big")
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0

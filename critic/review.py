@@ -64,6 +64,7 @@ class _Job:
 
 def load_critic(settings: ReviewSettings) -> Critic:
     """Policy, reward model and tokenizer named by the settings, checked to belong together."""
+    from critic.calibration import Calibration
     from critic.errors import UserError
     from critic.model import load_causal_lm, load_reward_model
     from critic.tokenizer import load_tokenizer
@@ -72,7 +73,7 @@ def load_critic(settings: ReviewSettings) -> Critic:
     reward = load_reward_model(settings.reward_model)
     tokenizer = load_tokenizer(settings.model)
     try:
-        return Critic(policy, reward, tokenizer)
+        return Critic(policy, reward, tokenizer, Calibration.load(settings.reward_model))
     except ValueError as err:
         raise UserError(f"{settings.model}: {err}") from err
 
@@ -86,6 +87,22 @@ def review(
 ) -> list[list[Finding]]:
     """Findings per source, sorted by line. With `changed` (path -> lines), only chunks touching a
     changed line are read and only findings on changed lines are reported."""
+    raw = raw_findings(critic, sources, settings, changed, progress)
+    return [
+        filter_findings(found, source, settings, None if changed is None else changed.get(source.path, set()))
+        for found, source in zip(raw, sources, strict=True)
+    ]
+
+
+def raw_findings(
+    critic: Critic,
+    sources: list[SourceFile],
+    settings: ReviewSettings,
+    changed: dict[str, set[int]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[list[Finding]]:
+    """Every highlight of FSBS's pick that quotes the code, per source, before `filter_findings`
+    (`review` is exactly `filter_findings` of these, so an evaluation can sweep min-score post hoc)."""
     jobs: list[_Job] = []
 
     def count(text: str) -> int:
@@ -111,10 +128,7 @@ def review(
         done += len(batch)
         if progress is not None:
             progress(done, len(jobs))
-    return [
-        _filtered(found, source, settings, None if changed is None else changed.get(source.path, set()))
-        for found, source in zip(raw, sources, strict=True)
-    ]
+    return raw
 
 
 def _finding(source: SourceFile, chunk: Chunk, h: Highlight, score: float) -> Finding:
@@ -154,9 +168,12 @@ def _first_sentence(comment: str) -> str:
     return sentence if len(sentence) <= 160 else sentence[:157].rstrip() + "..."
 
 
-def _filtered(
-    found: list[Finding], source: SourceFile, settings: ReviewSettings, changed: set[int] | None
+def filter_findings(
+    found: list[Finding], source: SourceFile, settings: ReviewSettings, changed: set[int] | None = None
 ) -> list[Finding]:
+    """What `review` reports of a source's raw findings: settings.min_score and max_findings, quotes
+    long enough to locate, suppressions, lines changed (when `changed` is given), and no finding
+    overlapping a more confident one."""
     suppressed = _suppressions(source.text)
     kept: list[Finding] = []
     for f in sorted(found, key=lambda f: -f.score):

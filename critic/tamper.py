@@ -22,6 +22,7 @@ import ast
 import difflib
 import random
 import re
+import string
 import warnings
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -445,6 +446,35 @@ def _squash(code: str, limit: int = 90) -> str:
     return code if len(code) <= limit else code[: limit - 4].rstrip() + " ..."
 
 
+def _one_line(code: str, limit: int = 60) -> str | None:
+    """`code` as a value to show as inline code in a description: one line of at most `limit`
+    characters, or None. Inline code must be verbatim, so nothing is squashed or cut."""
+    code = code.strip()
+    return code if code and "\n" not in code and len(code) <= limit else None
+
+
+def _word(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _clip(line: str, limit: int = 70, at: int = 0) -> str:
+    """A verbatim piece of the one-line `line` of at most `limit` characters, near character `at`,
+    cut between tokens (never inside a name) and without an ellipsis, so it is still found in the
+    code as it is."""
+    line = line.strip()
+    if len(line) <= limit:
+        return line
+    n = len(line)
+    cuts = [i for i in range(n + 1) if i in (0, n) or not (_word(line[i - 1]) and _word(line[i]))]
+    spaces = [i for i in cuts if i in (0, n) or " " in line[i - 1 : i + 1]]  # nicer: between words
+    lo = max(0, min(at - limit // 3, n - limit))
+    start = next((i for i in spaces if lo <= i <= lo + limit // 4), None)
+    start = next(i for i in cuts if i >= lo) if start is None else start
+    end = max((i for i in spaces if start + limit // 2 <= i <= start + limit), default=None)
+    end = max((i for i in cuts if start < i <= start + limit), default=start + limit) if end is None else end
+    return line[start:end].strip() or line[:limit]
+
+
 def _int_value(node: ast.AST) -> int | None:
     """The value of an int literal, including a negated one (`-1`)."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -579,12 +609,16 @@ _BOUNDARY_OUTCOME = {
 
 def _boundary_info(ctx: _Ctx, node: ast.Compare, new_sym: str, left: ast.AST, right: ast.AST) -> dict:
     inclusive = new_sym in ("<=", ">=")
-    lhs, rhs = _squash(ctx.get(left), 40), _squash(ctx.get(right), 40)
-    equal = f"`{lhs}` equals `{rhs}`" if len(lhs) + len(rhs) < 60 else "the two sides are equal"
+    # The operands are untouched, so one-line operands are verbatim in the tampered code.
+    lhs, rhs = _one_line(ctx.get(left), 40), _one_line(ctx.get(right), 40)
+    short = lhs and rhs and len(lhs) + len(rhs) < 60
+    equal = "{lhs:code} equals {rhs:code}" if short else "the two sides are equal"
     outcome = _BOUNDARY_OUTCOME.get((_role(ctx, node), inclusive), "the result is wrong for that case")
     return {
         "boundary": f"also holds when {equal}" if inclusive else f"no longer holds when {equal}",
         "outcome": outcome,
+        "lhs": lhs,
+        "rhs": rhs,
     }
 
 
@@ -615,34 +649,36 @@ def _off_by_one_range(ctx: _Ctx) -> Iterator[_Site]:
             bound = "stop" if index == 1 or len(args) == 1 else "start"
             info = _range_info(bound, delta, ctx.get(arg), text, backwards)
             new_call = ctx.splice(node, *ctx.span(arg), text)
-            edits.append(_replace(ctx, arg, new_arg, text, old=old_call, new=new_call, **info))
+            info.update(old=_squash(old_call), new=_one_line(new_call, 90))
+            edits.append(_replace(ctx, arg, new_arg, text, **info))
         if len(args) == 1:  # range(n) -> range(1, n)
             start, end = ctx.span(args[0])
             text = "1, " + ctx.get(args[0])
             new_node = ast.Call(node.func, [ast.Constant(1), args[0]], [])
             new_call = ctx.splice(node, start, end, text)
-            info = {"effect": "starts at 1 and never visits 0", "old": old_call, "new": new_call}
+            info = {"effect": "starts at 1 and never visits 0", "old": _squash(old_call)}
+            info["new"] = _one_line(new_call, 90)
             edits.append(_Edit(node, new_node, start, end, text, info))
         if edits:
             yield _Site(node, edits)
 
 
-def _range_info(bound: str, delta: int, old: str, new: str, backwards: bool) -> dict[str, str]:
+def _range_info(bound: str, delta: int, old: str, new: str, backwards: bool) -> dict[str, str | None]:
+    """The effect of moving one bound of a range, as a phrase: the new bound is in the code (inline
+    code), the old one is not (plain words)."""
+    at = "{arg_new:code}" if _one_line(new, 40) else "the wrong value"
     if backwards:
-        effect = f"{'begins' if bound == 'start' else 'ends'} at `{new}` instead of `{old}`"
+        effect = f"{'begins' if bound == 'start' else 'ends'} at {at} instead of {{arg_old}}"
     elif bound == "stop":
         effect = (
-            f"runs one step too far and also visits `{old}`"
+            "runs one step too far and also visits {arg_old}"
             if delta > 0
             else "stops one step early and never visits the last value"
         )
     else:
-        effect = (
-            f"starts at `{new}` and skips the first value `{old}`"
-            if delta > 0
-            else f"starts one step early, at `{new}`"
-        )
-    return {"effect": effect}
+        late = f"starts at {at} and skips the first value, {{arg_old}}"
+        effect = late if delta > 0 else f"starts one step early, at {at}"
+    return {"effect": effect, "arg_new": _one_line(new, 40), "arg_old": _squash(old, 40)}
 
 
 def _off_by_one_index_or_slice(ctx: _Ctx) -> Iterator[_Site]:
@@ -673,9 +709,9 @@ def _off_by_one_index_or_slice(ctx: _Ctx) -> Iterator[_Site]:
                 new_sub = ctx.splice(node, *ctx.span(part), text)
                 info = {
                     "case": "index" if role == "index" else "slice",
-                    "old_sub": _squash(old_sub),
-                    "new_sub": _squash(new_sub),
-                    "container": _squash(ctx.get(node.value), 40),
+                    "old_sub": _squash(old_sub, 60),
+                    "new_sub": _one_line(new_sub, 60),
+                    "container": _one_line(ctx.get(node.value), 40),
                     "direction": "after" if delta > 0 else "before",
                     "effect": _SLICE_EFFECT.get((role, delta), ""),
                 }
@@ -831,7 +867,7 @@ def _negation(ctx: _Ctx) -> Iterator[_Site]:
     for node in ctx.nodes:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             operand = ctx.get(node)[3:].lstrip()  # keeps the operand's own parentheses
-            info = {"case": "dropped", "operand": _squash(operand, 60), "effect": _INVERTED[_role(ctx, node)]}
+            info = {"case": "dropped", "operand": _one_line(operand), "effect": _INVERTED[_role(ctx, node)]}
             yield _Site(node, [_replace(ctx, node, node.operand, operand, **info)])
         elif (
             isinstance(node, ast.expr)
@@ -840,7 +876,7 @@ def _negation(ctx: _Ctx) -> Iterator[_Site]:
         ):
             text = ctx.get(node)
             new_text = f"not ({text})" if isinstance(node, _LOOSE_BINDING) else f"not {text}"
-            info = {"case": "added", "operand": _squash(text, 60), "effect": _INVERTED[_role(ctx, node)]}
+            info = {"case": "added", "operand": _one_line(text), "effect": _INVERTED[_role(ctx, node)]}
             yield _Site(node, [_replace(ctx, node, ast.UnaryOp(ast.Not(), node), new_text, **info)])
 
 
@@ -904,11 +940,11 @@ def _swap_call_arguments(ctx: _Ctx) -> Iterator[_Site]:
             swapped = [*args[:i], b, a, *args[i + 2 :]]
             new_node = ast.Call(node.func, swapped, node.keywords)
             info = {
-                "func": _squash(ctx.get(node.func), 40),
-                "first": _squash(ctx.get(b), 40),
-                "second": _squash(ctx.get(a), 40),
-                "old": _squash(ctx.get(node)),
-                "new": _squash(ctx.splice(node, a_lo, b_hi, text)),
+                "func": _one_line(ctx.get(node.func), 40),
+                "first": _one_line(ctx.get(b), 40),
+                "second": _one_line(ctx.get(a), 40),
+                "old": _squash(ctx.get(node), 60),
+                "new": _one_line(ctx.splice(node, a_lo, b_hi, text), 70),
             }
             edits.append(_Edit(node, new_node, a_lo, b_hi, text, info))
         if edits:
@@ -1048,7 +1084,7 @@ def _wrong_method(ctx: _Ctx) -> Iterator[_Site]:
                 "new_m": new,
                 "old_meaning": _METHOD_MEANING[func.attr],
                 "new_meaning": _METHOD_MEANING[new],
-                "new": _squash(ctx.splice(node, *ctx.span(func), text)),
+                "new": _one_line(ctx.splice(node, *ctx.span(func), text), 70),
             }
             edits.append(_replace(ctx, func, ast.Attribute(func.value, new, ast.Load()), text, **info))
         yield _Site(node, edits)
@@ -1117,9 +1153,7 @@ def _wrong_return_value(ctx: _Ctx) -> Iterator[_Site]:
                 if dump not in seen and len(edits) < 2:
                     seen.add(dump)
                     text = ctx.get(other.value)
-                    edits.append(
-                        _replace(ctx, value, other.value, text, case="other", value=_squash(text, 60))
-                    )
+                    edits.append(_replace(ctx, value, other.value, text, case="other", value=_one_line(text)))
             if isinstance(value, ast.Constant) and isinstance(value.value, bool):
                 text = repr(not value.value)
                 edits.append(_replace(ctx, value, ast.Constant(not value.value), text, case="negate"))
@@ -1144,8 +1178,8 @@ def _wrong_return_value(ctx: _Ctx) -> Iterator[_Site]:
                     new_node = ast.Tuple([b, a, *value.elts[2:]], ast.Load())
                     info = {
                         "case": "swap_tuple",
-                        "first": _squash(ctx.get(a), 40),
-                        "second": _squash(ctx.get(b), 40),
+                        "first": _one_line(ctx.get(a), 40),
+                        "second": _one_line(ctx.get(b), 40),
                     }
                     edits.append(_Edit(value, new_node, lo, hi, text, info))
             if not edits and isinstance(value, ast.Name):  # another local of the same type
@@ -1165,17 +1199,17 @@ def _wrong_return_value(ctx: _Ctx) -> Iterator[_Site]:
 
 _LOG_NAMES = ("print", "log", "logger", "logging", "warnings")
 _CALL_EFFECT = {
-    "append": "nothing is added to `{obj}`",
-    "extend": "nothing is added to `{obj}`",
-    "add": "nothing is added to `{obj}`",
-    "insert": "nothing is inserted into `{obj}`",
-    "update": "`{obj}` is never updated",
-    "sort": "`{obj}` is never sorted",
-    "reverse": "`{obj}` is never reversed",
-    "pop": "nothing is removed from `{obj}`",
-    "remove": "nothing is removed from `{obj}`",
-    "discard": "nothing is removed from `{obj}`",
-    "clear": "`{obj}` is never cleared",
+    "append": "nothing is added to {obj:code}",
+    "extend": "nothing is added to {obj:code}",
+    "add": "nothing is added to {obj:code}",
+    "insert": "nothing is inserted into {obj:code}",
+    "update": "{obj:code} is never updated",
+    "sort": "{obj:code} is never sorted",
+    "reverse": "{obj:code} is never reversed",
+    "pop": "nothing is removed from {obj:code}",
+    "remove": "nothing is removed from {obj:code}",
+    "discard": "nothing is removed from {obj:code}",
+    "clear": "{obj:code} is never cleared",
 }
 _GUARD_EFFECT = {
     ast.Return: "no longer return early and fall through to the general code",
@@ -1188,7 +1222,7 @@ _GUARD_EFFECT = {
 def _removable(ctx: _Ctx, node: ast.stmt) -> dict[str, str] | None:
     """Why deleting `node` is a plausible bug, as description info; None if it is not."""
     if isinstance(node, ast.AugAssign):
-        return {"case": "update", "target": _squash(ctx.get(node.target), 40)}
+        return {"case": "update", "target": _one_line(ctx.get(node.target), 40)}
     if isinstance(node, ast.Assign):
         names = [t for t in node.targets if isinstance(t, ast.Name)]
         if len(names) == len(node.targets):  # only a re-assignment: the first one would leave a NameError
@@ -1196,7 +1230,7 @@ def _removable(ctx: _Ctx, node: ast.stmt) -> dict[str, str] | None:
             if all(t.id in scope and scope[t.id].line < node.lineno for t in names):
                 return {"case": "update", "target": ", ".join(t.id for t in names)}
         elif len(node.targets) == 1 and isinstance(node.targets[0], (ast.Subscript, ast.Attribute)):
-            return {"case": "store", "target": _squash(ctx.get(node.targets[0]), 40)}
+            return {"case": "store", "target": _one_line(ctx.get(node.targets[0]), 40)}
         return None
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
         func = node.value.func
@@ -1205,10 +1239,11 @@ def _removable(ctx: _Ctx, node: ast.stmt) -> dict[str, str] | None:
             root = root.value
         if isinstance(root, ast.Name) and root.id in _LOG_NAMES:
             return None
-        effect = "the work it does never happens"
+        effect, obj = "the work it does never happens", None
         if isinstance(func, ast.Attribute) and func.attr in _CALL_EFFECT:
-            effect = _CALL_EFFECT[func.attr].format(obj=_squash(ctx.get(func.value), 40))
-        return {"case": "call", "call_effect": effect}
+            obj = _one_line(ctx.get(func.value), 40)
+            effect = _CALL_EFFECT[func.attr] if obj else effect
+        return {"case": "call", "call_effect": effect, "obj": obj}
     if (
         isinstance(node, ast.If)
         and not node.orelse
@@ -1217,7 +1252,7 @@ def _removable(ctx: _Ctx, node: ast.stmt) -> dict[str, str] | None:
     ):
         return {
             "case": "guard",
-            "test": _squash(ctx.get(node.test), 60),
+            "test": _squash(ctx.get(node.test), 50),
             "guard_effect": _GUARD_EFFECT[type(node.body[0])],
         }
     return None
@@ -1240,12 +1275,11 @@ def _remove_statement(ctx: _Ctx) -> Iterator[_Site]:
         own_lines = not text[line_lo:start].strip() and (
             not text[end:line_hi].strip() or text[end:line_hi].lstrip().startswith("#")
         )
-        info["removed"] = _squash(ctx.get(node), 80)
-        info["where"] = _where(ctx, parent, field, block, index)
+        info["removed"] = _squash(ctx.get(node), 60)
+        info.update(_where(ctx, parent, field, block, index))
         if len(block) == 1:
-            info["where"] = (
-                info["where"].replace("at the start of", "in", 1) + ", which now holds only `pass`"
-            )
+            where = info["where"].replace("at the start of", "in", 1)
+            info["where"] = where + ", which now holds only `pass`"
             edit = _Edit(node, ast.Pass(), start, end, "pass", info)
         elif own_lines:
             edit = _Edit(node, None, line_lo, line_hi, "", info)
@@ -1254,17 +1288,19 @@ def _remove_statement(ctx: _Ctx) -> Iterator[_Site]:
         yield _Site(node, [edit])
 
 
-def _where(ctx: _Ctx, parent: ast.AST, field: str, block: list, index: int) -> str:
+def _where(ctx: _Ctx, parent: ast.AST, field: str, block: list, index: int) -> dict[str, str]:
+    """Where a removed statement was, as a phrase that quotes a line the tampered code still has
+    (the previous statement's first line, or the header of the block), cut to a verbatim piece."""
     if index > 0 and not (index == 1 and _is_docstring(block[0]) and isinstance(parent, _DOC_OWNERS)):
         prev = block[index - 1]
-        return f"after `{_squash(_strip_comment(ctx.src.lines[prev.lineno - 1]), 70)}`"
+        line = _clip(_strip_comment(ctx.src.lines[prev.lineno - 1]), 60)
+        compound = any(isinstance(getattr(prev, f, None), list) for f in ("body", "cases"))
+        return {"where": "after the {line:code} block" if compound else "after {line:code}", "line": line}
     if not hasattr(parent, "lineno"):  # match_case has no position
-        return "in its block"
-    if isinstance(parent, _FUNCS):
-        return f"at the start of `{parent.name}()`"
-    header = _squash(_strip_comment(ctx.src.lines[parent.lineno - 1]), 70)
-    part = {"orelse": "the `else` branch of ", "finalbody": "the `finally` block of "}.get(field, "")
-    return f"at the start of {part}`{header}`"
+        return {"where": "in its block"}
+    line = _clip(_strip_comment(ctx.src.lines[parent.lineno - 1]), 60)
+    part = {"orelse": "the else branch of ", "finalbody": "the finally block of "}.get(field, "")
+    return {"where": f"at the start of {part}{{line:code}}", "line": line}
 
 
 _FINDERS: dict[str, Callable[[_Ctx], Iterator[_Site]]] = {
@@ -1289,165 +1325,239 @@ BUG_KINDS: tuple[str, ...] = tuple(_FINDERS)
 
 # --- descriptions: how a reviewer would report each bug ---
 
+# Templates are filled by _Prose. Inline code, `{field:code}`, only ever shows text of the tampered
+# code, the code the reviewer is looking at: the quote `q` and whatever the bug put there (the new
+# operator, name, value). The intended fix and anything the bug removed are not in that code, so
+# they are named in plain words (`{field}`; `{field:say}` puts a word operator in quotes). The first
+# sentence is what `critic review` prints: it names the code and the problem on its own.
 _TEMPLATES: dict[str, list[str]] = {
     "flip_comparison": [
-        "`{q}` uses `{new_op}` where `{old_op}` is needed, which inverts the condition: {effect}.",
-        "The comparison `{new}` is the logical opposite of what is intended (it should be `{old}`), "
-        "so {effect}.",
-        "Inverted test in `{q}`: `{new_op}` holds exactly when `{old_op}` does not, so {effect}.",
+        "{q:code} has its comparison inverted: it should use {old_op:say} instead of {new_op:say}. "
+        "As written, {effect}.",
+        "The condition in {q:code} is the opposite of the intended one. It uses {new_op:code} where "
+        "{old_op:say} is needed, so {effect}.",
+        "Inverted test in {q:code}: {new_op:code} holds exactly when {old_op:say} does not. "
+        "As a result, {effect}.",
     ],
     "loosen_comparison": [
-        "`{q}` {boundary}, so {outcome}; inputs that land exactly on the boundary give the wrong result.",
-        "Off-by-one boundary: `{new}` should be `{old}`. With `{new_op}` the condition {boundary}, "
-        "so {outcome}.",
-        "The comparison `{new}` {boundary} because it uses `{new_op}` instead of `{old_op}`; {outcome}.",
+        "{q:code} uses {new_op:say} where {old_op:say} is needed. The condition {boundary}, so {outcome}.",
+        "Off-by-one boundary in {q:code}: it should use {old_op:say}, not {new_op:say}. With "
+        "{new_op:code} the condition {boundary}, so {outcome}.",
+        "The comparison in {q:code} should be {old_op:say} instead of {new_op:say}. As written it "
+        "{boundary}; {outcome}.",
     ],
     "off_by_one_range": [
-        "In `{q}`, `{new}` {effect}; any result that depends on that iteration comes out wrong.",
-        "Off-by-one in `{new}`: it {effect}.",
-        "The bounds of `{new}` are off by one (it should be `{old}`): as written it {effect}.",
+        "Off-by-one range in {q:code}: it {effect}.",
+        "{new:code} is off by one: it {effect}. Any result that depends on that iteration comes out wrong.",
+        "The bounds in {q:code} are off by one. As written the range {effect}.",
     ],
     "off_by_one_index_or_slice/index": [
-        "`{q}` reads `{new_sub}` instead of `{old_sub}`, the element just {direction} the intended one, "
-        "and raises IndexError when that neighbour does not exist.",
-        "Off-by-one index: `{new_sub}` should be `{old_sub}`; the code uses the wrong element of "
-        "`{container}`.",
-        "The index in `{new_sub}` is shifted by one, so `{q}` picks the element {direction} the one it "
-        "needs.",
+        "Off-by-one index in {q:code}: {new_sub:code} reads the element just {direction} the intended "
+        "one. It also raises IndexError when that neighbour does not exist.",
+        "{q:code} reads the wrong element of {container:code}, the one just {direction} the intended "
+        "one. It should be {old_sub}.",
+        "The index in {q:code} is shifted by one, so it picks the element {direction} the one it needs.",
     ],
     "off_by_one_index_or_slice/slice": [
-        "The slice `{new_sub}` {effect} (it should be `{old_sub}`).",
-        "`{q}` slices one position off: `{new_sub}` {effect}, so the result holds the wrong elements.",
-        "Off-by-one slice bound in `{new_sub}`: compared with `{old_sub}` it {effect}.",
+        "The slice {new_sub:code} {effect}. It should be {old_sub}.",
+        "{q:code} slices one position off: the slice {effect}, so the result holds the wrong elements.",
+        "Off-by-one slice bound in {q:code}: it {effect}.",
     ],
     "swap_arithmetic_operator": [
-        "`{q}` {note}: `{new_op}` should be `{old_op}`, so the computed value is wrong.",
-        "Wrong operator in `{new}`: it uses `{new_op}` instead of `{old_op}` and therefore {note}.",
-        "`{new}` {note}; it should read `{old}`.",
+        "{q:code} {note}: it should use {old_op} instead of {new_op}. The computed value is wrong.",
+        "Wrong operator in {q:code}: {new_op:code} should be {old_op}, so the code {note}.",
+        "{q:code} {note}. The {new_op:code} there should be {old_op}.",
     ],
     "swap_boolean_operator": [
-        "`{q}` combines the conditions with `{new_op}` instead of `{old_op}`, so {effect}.",
-        "Wrong boolean operator in `{new}`: with `{new_op}`, {effect}.",
-        "The condition `{new}` should use `{old_op}`; as written {effect}.",
+        "{q:code} combines the conditions with {new_op:code} instead of {old_op:say}. As a result, {effect}.",
+        "Wrong boolean operator in {q:code}: it should be {old_op:say}, not {new_op:say}. As written, "
+        "{effect}.",
+        "The condition {q:code} should use {old_op:say} where it uses {new_op:say}. Because of this, "
+        "{effect}.",
     ],
     "negation/dropped": [
-        "`{q}` is missing a `not`: it tests `{operand}` directly, so {effect}.",
-        "The condition `{new}` should be negated (`{old}`); as written {effect}.",
-        "Inverted condition in `{q}`: `{operand}` needs a `not` here, otherwise {effect}.",
+        "{q:code} is missing a 'not': it tests {operand:code} directly. As a result, {effect}.",
+        "The condition in {q:code} should be negated. As written, {effect}.",
+        "Inverted condition in {q:code}: {operand:code} needs a 'not' here. As it stands, {effect}.",
     ],
     "negation/added": [
-        "`{q}` negates `{operand}` by mistake, so {effect}.",
-        "The `not` in `{new}` should not be there: the intended test is `{old}`, and as written {effect}.",
-        "Spurious negation in `{q}`: because of the `not`, {effect}.",
+        "{q:code} negates {operand:code} by mistake. As a result, {effect}.",
+        "The `not` in {q:code} should not be there. As written, {effect}.",
+        "Spurious negation in {q:code}: the test should be on {operand:code} itself. Because of the "
+        "`not`, {effect}.",
     ],
     "wrong_variable": [
-        "`{q}` uses `{new_name}` where `{old_name}` is meant, so it computes with the wrong value "
+        "{q:code} uses {new_name:code} where {old_name} is meant. It computes with the wrong value "
         "whenever the two differ.",
-        "Wrong variable in `{q}`: `{new_name}` should be `{old_name}`; the result is wrong whenever "
-        "`{new_name}` and `{old_name}` hold different values.",
-        "The reference to `{new_name}` in `{q}` should be `{old_name}`: as written the expression reads "
-        "`{new_name}` and never looks at `{old_name}` here.",
+        "Wrong variable in {q:code}: {new_name:code} should be {old_name}. The result is wrong whenever "
+        "the two hold different values.",
+        "{new_name:code} in {q:code} should be {old_name}. As written the expression never looks at "
+        "{old_name} here.",
     ],
     "swap_call_arguments": [
-        "`{new}` passes `{first}` and `{second}` in the wrong order: `{func}` should get `{second}` first.",
-        "Argument order bug in `{q}`: `{first}` and `{second}` are swapped in the call to `{func}`, which "
-        "gives a different result whenever they differ.",
-        "The call `{new}` should be `{old}`; swapping `{first}` and `{second}` changes what `{func}` "
-        "computes.",
+        "{q:code} passes {first:code} and {second:code} in the wrong order. {func:code} should get "
+        "{second:code} first.",
+        "Argument order bug in {q:code}: {first:code} and {second:code} are swapped. The call gives a "
+        "different result whenever they differ.",
+        "The arguments of {new:code} are swapped; it should be {old}. Swapping them changes what the "
+        "call computes.",
+        "The call in {q:code} gets its arguments in the wrong order. It should be {old}.",
     ],
     "wrong_constant/init": [
-        "`{q}` initialises `{name}` to `{new_val}` instead of `{old_val}`, so everything computed from it "
-        "starts off wrong.",
-        "`{name}` should start at `{old_val}`, not `{new_val}` (`{q}`); the value built from it is off.",
+        "{q:code} initialises {name:code} to {new_val:code} instead of {old_val}. Everything computed "
+        "from it starts off wrong.",
+        "Wrong initial value in {q:code}: {name:code} should start at {old_val}, not {new_val}. The "
+        "value built from it is off.",
     ],
     "wrong_constant/compare": [
-        "`{q}` compares against `{new_val}`, but the threshold should be `{old_val}`; inputs between the two "
-        "are classified wrongly.",
-        "Wrong constant in the comparison `{q}`: `{new_val}` should be `{old_val}`.",
+        "{q:code} compares against {new_val:code}, but the threshold should be {old_val}. Inputs "
+        "between the two are classified wrongly.",
+        "Wrong constant in the comparison {q:code}: {new_val:code} should be {old_val}.",
     ],
     "wrong_constant/bool": [
-        "`{q}` uses `{new_val}` where `{old_val}` is needed, so the flag has the opposite value and the "
-        "logic that depends on it is inverted.",
-        "`{new_val}` in `{q}` should be `{old_val}`; everything that tests this value takes the other path.",
+        "{q:code} uses {new_val:code} where {old_val} is needed. The flag has the opposite value, so "
+        "the logic that depends on it is inverted.",
+        "{new_val:code} in {q:code} should be {old_val}. Everything that tests this value takes the "
+        "other path.",
     ],
     "wrong_constant": [
-        "The constant `{new_val}` in `{q}` should be `{old_val}`; with the wrong literal the expression "
-        "computes a different value.",
-        "`{q}` uses the literal `{new_val}` where `{old_val}` is needed, so the result is off.",
-        "Wrong literal in `{q}`: `{new_val}` instead of `{old_val}`.",
+        "The constant {new_val:code} in {q:code} should be {old_val}. With the wrong literal the "
+        "expression computes a different value.",
+        "{q:code} uses the literal {new_val:code} where {old_val} is needed, so the result is off.",
+        "Wrong literal in {q:code}: {new_val:code} instead of {old_val}.",
     ],
     "wrong_builtin": [
-        "`{q}` calls `{new_fn}` where `{old_fn}` is needed: it gets {new_meaning} instead of {old_meaning}.",
-        "Wrong builtin: `{new_fn}` in `{q}` should be `{old_fn}`, otherwise the code uses {new_meaning} "
+        "{q:code} calls {new_fn:code} where {old_fn} is needed. It gets {new_meaning} instead of "
+        "{old_meaning}.",
+        "Wrong builtin in {q:code}: {new_fn:code} should be {old_fn}. The code uses {new_meaning} "
         "rather than {old_meaning}.",
-        "`{new_fn}` in `{q}` should be `{old_fn}`; the two only agree in degenerate cases, so the result "
-        "is wrong in general.",
+        "{new_fn:code} in {q:code} should be {old_fn}. The two only agree in degenerate cases, so the "
+        "result is wrong in general.",
     ],
     "wrong_method": [
-        "`{q}` calls `.{new_m}()`, which {new_meaning}; the code needs `.{old_m}()`, which {old_meaning}.",
-        "Wrong method in `{new}`: `.{new_m}` should be `.{old_m}`, so inputs where the two differ get the "
-        "wrong result.",
-        "`.{new_m}()` in `{q}` should be `.{old_m}()`: as written it {new_meaning}.",
+        "{q:code} calls {new_m:code}, which {new_meaning}. The code needs .{old_m}(), which {old_meaning}.",
+        "Wrong method in {q:code}: {new_m:code} should be {old_m}. Inputs where the two differ get "
+        "the wrong result.",
+        "{new_m:code} in {q:code} should be {old_m}: as written it {new_meaning}.",
     ],
     "reverse_sort_order/descending": [
-        "`{q}` sorts in descending order, but ascending order is needed, so everything that relies on "
+        "{q:code} sorts in descending order, but ascending order is needed. Everything that relies on "
         "the order sees the elements backwards.",
-        "The sort in `{new}` is reversed: `reverse=True` puts the largest element first where the code "
-        "expects the smallest.",
+        "The sort in {q:code} is reversed: {reverse:code} puts the largest element first where the "
+        "code expects the smallest.",
     ],
     "reverse_sort_order/ascending": [
-        "`{q}` sorts in ascending order, but descending order is needed (`reverse=True`), so the elements "
-        "come out backwards.",
-        "The sort in `{new}` should be descending; as written the smallest element comes first.",
+        "{q:code} sorts in ascending order, but descending order is needed (reverse=True). The "
+        "elements come out backwards.",
+        "The sort in {q:code} should be descending. As written the smallest element comes first.",
     ],
     "wrong_return_value/other": [
-        "`{q}` returns `{value}`, which belongs to another branch; this path should return `{old}`.",
-        "Wrong return value: `{q}` should return `{old}` rather than `{value}`, so callers get the wrong "
-        "result whenever this return is reached.",
+        "{q:code} returns {value:code}, which belongs to another branch. This path should return {old}.",
+        "{q:code} returns another branch's value. This path should return {old}.",
+        "Wrong return value in {q:code}: it should return {old} here. Callers get the wrong result "
+        "whenever this return is reached.",
     ],
     "wrong_return_value/negate": [
-        "`{q}` returns the negation of the intended result, so callers get the opposite answer.",
-        "The return value in `{q}` is inverted: it should be `{old}`.",
+        "{q:code} returns the negation of the intended result. Callers get the opposite answer.",
+        "The return value in {q:code} is inverted: it should be {old}.",
     ],
     "wrong_return_value/swap_sub": [
-        "`{q}` subtracts in the wrong order; it should be `{old}`, and as written the result has the "
+        "{q:code} subtracts in the wrong order. It should be {old}; as written the result has the "
         "opposite sign.",
-        "Operands swapped in `{q}`: the function returns the negative of the intended difference `{old}`.",
+        "Operands swapped in {q:code}: the function returns the negative of the intended difference, {old}.",
     ],
     "wrong_return_value/swap_tuple": [
-        "`{q}` returns the values in the wrong order: callers unpacking the result get `{first}` and "
-        "`{second}` swapped.",
-        "The returned tuple in `{q}` has `{first}` and `{second}` swapped; it should be `{old}`.",
+        "{q:code} returns the values in the wrong order. Callers unpacking the result get "
+        "{first:code} and {second:code} swapped.",
+        "The returned tuple in {q:code} has {first:code} and {second:code} swapped. It should be {old}.",
+        "{q:code} returns the values in the wrong order: it should be {old}.",
     ],
     "wrong_return_value/none": [
-        "`{q}` returns `None` instead of `{old}`, so callers never get the computed result.",
-        "The function computes `{old}` but `{q}` throws it away and returns `None`.",
+        "{q:code} throws the computed result away: it should return {old}. Callers always get None.",
+        "The function computes {old} but never returns it: {q:code} hands back None instead.",
     ],
     "remove_statement/update": [
-        "`{removed}` is missing {where}, so `{target}` is never updated there and keeps its old value.",
-        "The update `{removed}` was dropped {where}; without it `{target}` stays stale and the code below "
-        "works with the wrong value.",
-        "Missing statement {where}: `{removed}`. `{target}` never changes there, so every later use of it "
-        "is wrong.",
+        "The update {removed} is missing {where}. {target:code} is never updated there and keeps its "
+        "old value.",
+        "The update {removed} was dropped {where}. Without it {target:code} stays stale and the code "
+        "below works with the wrong value.",
+        "Missing statement {where}: {removed}. {target:code} never changes there, so every later use "
+        "of it is wrong.",
+        "The update {removed} is missing {where}. The value it sets keeps its old value there.",
     ],
     "remove_statement/store": [
-        "`{removed}` is missing {where}, so `{target}` is never written and keeps stale contents.",
-        "The assignment `{removed}` was dropped {where}; later reads of `{target}` see an outdated value.",
+        "The assignment {removed} is missing {where}. {target:code} is never written and keeps stale "
+        "contents.",
+        "The assignment {removed} was dropped {where}. Later reads of {target:code} see an outdated value.",
+        "The assignment {removed} is missing {where}. Later reads see stale contents.",
     ],
     "remove_statement/call": [
-        "The call `{removed}` is missing {where}, so {call_effect}.",
-        "`{removed}` was dropped {where}; as a result {call_effect}.",
+        "The call {removed} is missing {where}. As a result, {call_effect}.",
+        "Missing call {where}: {removed}. Without it, {call_effect}.",
     ],
     "remove_statement/guard": [
-        "The guard `{removed}` is missing {where}, so inputs where `{test}` holds {guard_effect}.",
-        "Missing early exit {where}: without `{removed}`, inputs where `{test}` holds {guard_effect}.",
+        "The guard {removed} is missing {where}. Inputs where {test} holds {guard_effect}.",
+        "Missing early exit {where}: {removed}. Without it, inputs where {test} holds {guard_effect}.",
     ],
 }
+# Info values that are themselves templates (phrases a finder put together); filled first.
+_PHRASES = ("boundary", "effect", "call_effect", "where")
+# `critic review` prints a comment's first sentence as the finding's message: phrasings whose first
+# sentence fits in this many characters are preferred.
+_FIRST_SENTENCE = 120
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
-def _describe(kind: str, info: dict[str, str], rng: random.Random) -> str:
+class _Markdown(str):
+    """Text already rendered as markdown: inserted as it is."""
+
+
+def _inline(code: str) -> str:
+    """`code` as markdown inline code that critic.critique.code_spans reads back as `code`: the
+    fence is a backtick run that does not occur in it, padded with spaces where needed."""
+    runs = {len(r) for r in re.findall(r"`+", code)}
+    fence = "`" * next(n for n in range(1, len(runs) + 2) if n not in runs)
+    pad = " " if code.startswith("`") or code.endswith("`") or (code[0] == code[-1] == " ") else ""
+    return f"{fence}{pad}{code}{pad}{fence}"
+
+
+class _Prose(string.Formatter):
+    """Fills description templates against the tampered code: `{x:code}` is inline code when x is
+    one line of text the code has verbatim, and plain text otherwise; `{x:say}` names an operator in
+    a sentence ('and', 'not in', <=); plain values lose their backticks, which would open spans."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+
+    def format_field(self, value: object, format_spec: str) -> str:
+        if isinstance(value, _Markdown):
+            return value
+        text = str(value)
+        if format_spec == "code" and text.strip() and "\n" not in text and text in self.code:
+            return _inline(text)
+        if format_spec == "say" and text.replace(" ", "").isalpha():
+            return f"'{text}'"
+        return text.replace("`", "'")
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _describe(kind: str, info: dict[str, str | None], rng: random.Random, code: str) -> str:
+    """A reviewer's description of the bug, one of a few phrasings (one the info can fill)."""
     templates = _TEMPLATES.get(f"{kind}/{info.get('case')}") or _TEMPLATES[kind]
-    return rng.choice(templates).format(**info)
+    prose = _Prose(code)
+    values = dict(info)
+    values["reverse"] = "reverse=True"
+    for key in _PHRASES:
+        if isinstance(values.get(key), str):
+            values[key] = _Markdown(prose.format(values[key], **values))
+    usable = [t for t in templates if all(values.get(f) is not None for f in _fields(t))]
+    texts = [prose.format(t, **values) for t in usable or templates]
+    short = [t for t in texts if len(_SENTENCE_END.split(t, maxsplit=1)[0]) <= _FIRST_SENTENCE]
+    return rng.choice(short or texts)
 
 
 # --- applying an edit ---
@@ -1551,20 +1661,29 @@ def _bug_lines(ctx: _Ctx, edit: _Edit, code: str) -> tuple[list[int], list[str]]
 
 
 def _context(ctx: _Ctx, edit: _Edit, text: str, limit: int = 70) -> str:
-    """The largest expression around the edit that still makes a short quote, as it reads after the
-    edit: `values[total]` rather than the whole line, or just `total`."""
+    """The largest expression around the edit that still makes a short one-line quote, as it reads
+    after the edit: `values[total]` rather than the whole line, or just `total`. Failing that, a
+    piece of the edited line around the edit. Verbatim either way: descriptions quote it."""
     node, best = edit.target, ""
     while True:
         lo, hi = ctx.span(node)
         lo, hi = min(lo, edit.start), max(hi, edit.end)
-        snippet = _squash(ctx.src.text[lo : edit.start] + text + ctx.src.text[edit.end : hi], 10 * limit)
-        if best and len(snippet) > limit:
-            return best
+        snippet = _one_line(ctx.src.text[lo : edit.start] + text + ctx.src.text[edit.end : hi], limit)
+        if snippet is None:
+            break
         best = snippet
         parent = ctx.parent.get(id(node), (None,))[0]
         if not isinstance(parent, ast.expr):
-            return _squash(best, limit)
+            break
         node = parent
+    if best:
+        return best
+    tampered = ctx.src.text[: edit.start] + text + ctx.src.text[edit.end :]
+    begin = tampered.rfind("\n", 0, edit.start) + 1
+    end = tampered.find("\n", edit.start)
+    line = tampered[begin : end if end >= 0 else len(tampered)]
+    at = edit.start - begin - (len(line) - len(line.lstrip()))
+    return _clip(_strip_comment(line), limit, at)
 
 
 def _tampering(ctx: _Ctx, kind: str, edit: _Edit, rng: random.Random) -> Tampering | None:
@@ -1576,8 +1695,8 @@ def _tampering(ctx: _Ctx, kind: str, edit: _Edit, rng: random.Random) -> Tamperi
     line = _strip_comment(new_lines[bug_lines[0] - 1]).strip() if bug_lines[0] <= len(new_lines) else ""
     quote = line if len(bug_lines) == 1 and len(line) <= 70 else _context(ctx, edit, text)
     old = ctx.src.text[edit.start : edit.end]
-    info = {"q": quote, "new": _squash(text), "old": _squash(old), **edit.info}
-    return Tampering(code, kind, bug_lines, _describe(kind, info, rng))
+    info = {"q": quote, "new": _one_line(text, 70), "old": _squash(old, 60), **edit.info}
+    return Tampering(code, kind, bug_lines, _describe(kind, info, rng, code))
 
 
 # --- public API ---
@@ -1612,24 +1731,35 @@ def candidate_sites(code: str, kinds: Sequence[str] | None = None) -> dict[str, 
 
 
 def tamper(
-    code: str, rng: random.Random, max_samples: int = 1, kinds: Sequence[str] | None = None
+    code: str,
+    rng: random.Random,
+    max_samples: int = 1,
+    kinds: Sequence[str] | None = None,
+    line_uniform: bool = False,
 ) -> list[Tampering]:
     """Up to `max_samples` distinct tamperings of `code`, each with one bug at its own site.
 
     Kinds are drawn round-robin in a random order among the kinds that have sites, then a random site
-    of the drawn kind; a site whose edits do not compile is dropped and another one is tried.
-    Deterministic for a given `rng` state.
+    of the drawn kind; a site whose edits do not compile is dropped and another one is tried. With
+    `line_uniform`, the sites of all selected kinds are grouped by the line they sit on, and each draw
+    takes a line uniformly among the lines that have sites, then a site uniformly on it: long lines,
+    which hold more sites, are no likelier to carry the bug, so line length alone cannot say where it
+    is. Deterministic for a given `rng` state.
     """
     selected = _selected(kinds)
     with _deep_code_is_a_value_error():
-        return _tamper(_Ctx(code), selected, rng, max_samples)
+        return _tamper(_Ctx(code), selected, rng, max_samples, line_uniform)
 
 
-def _tamper(ctx: _Ctx, selected: list[str], rng: random.Random, max_samples: int) -> list[Tampering]:
+def _tamper(
+    ctx: _Ctx, selected: list[str], rng: random.Random, max_samples: int, line_uniform: bool = False
+) -> list[Tampering]:
     pools = {kind: sites for kind in selected if (sites := list(_FINDERS[kind](ctx)))}
     used: set[tuple[int, int]] = set()
     seen = {ctx.src.text}
     out: list[Tampering] = []
+    if line_uniform:
+        return _tamper_by_line(ctx, pools, rng, max_samples, used, seen)
     while len(out) < max_samples and pools:
         order = list(pools)
         rng.shuffle(order)
@@ -1644,21 +1774,62 @@ def _tamper(ctx: _Ctx, selected: list[str], rng: random.Random, max_samples: int
     return out
 
 
+def _site_line(ctx: _Ctx, site: _Site) -> int:
+    """The line a site sits on: its target's first line, else the first line its edits touch."""
+    return _line(site.target) or min((ctx.src.line_of(e.start) for e in site.edits), default=0)
+
+
+def _tamper_by_line(
+    ctx: _Ctx,
+    pools: dict[str, list[_Site]],
+    rng: random.Random,
+    max_samples: int,
+    used: set[tuple[int, int]],
+    seen: set[str],
+) -> list[Tampering]:
+    """Draws a line uniformly among the lines with sites, then a site uniformly on it; a site that
+    yields nothing new is dropped (and a line with no sites left) and the draw is repeated."""
+    by_line: dict[int, list[tuple[str, _Site]]] = {}
+    for kind, sites in pools.items():
+        for site in sites:
+            by_line.setdefault(_site_line(ctx, site), []).append((kind, site))
+    out: list[Tampering] = []
+    while len(out) < max_samples and by_line:
+        line = rng.choice(sorted(by_line))
+        sites = by_line[line]
+        kind, site = sites.pop(rng.randrange(len(sites)))
+        if not sites:
+            del by_line[line]
+        result = _try_site(ctx, kind, site, used, seen, rng)
+        if result is not None:
+            out.append(result)
+    return out
+
+
 def _draw(
     ctx: _Ctx, kind: str, sites: list[_Site], used: set[tuple[int, int]], seen: set[str], rng: random.Random
 ) -> Tampering | None:
     """Pops random sites of one kind until one yields a new tampering."""
     while sites:
-        site = sites.pop(rng.randrange(len(sites)))
-        key = ctx.span(site.target)
-        if key in used:
-            continue
-        edits = list(site.edits)
-        rng.shuffle(edits)
-        for edit in edits:
-            result = _tampering(ctx, kind, edit, rng)
-            if result is not None and result.code not in seen:
-                used.add(key)
-                seen.add(result.code)
-                return result
+        result = _try_site(ctx, kind, sites.pop(rng.randrange(len(sites))), used, seen, rng)
+        if result is not None:
+            return result
+    return None
+
+
+def _try_site(
+    ctx: _Ctx, kind: str, site: _Site, used: set[tuple[int, int]], seen: set[str], rng: random.Random
+) -> Tampering | None:
+    """The first of the site's edits, in random order, that yields a tampering not seen before."""
+    key = ctx.span(site.target)
+    if key in used:
+        return None
+    edits = list(site.edits)
+    rng.shuffle(edits)
+    for edit in edits:
+        result = _tampering(ctx, kind, edit, rng)
+        if result is not None and result.code not in seen:
+            used.add(key)
+            seen.add(result.code)
+            return result
     return None

@@ -48,6 +48,16 @@ class BuildStats:
     verified: Counter = field(default_factory=Counter)  # per kind, tamperings whose tests now fail
     kept: Counter = field(default_factory=Counter)  # per kind, samples written
 
+    def merged(self, other: BuildStats) -> BuildStats:
+        """The stats of two builds together (e.g. natural and line-uniform tamperings of one source)."""
+        return BuildStats(
+            self.items + other.items,
+            self.items_skipped + other.items_skipped,
+            self.candidates + other.candidates,
+            self.verified + other.verified,
+            self.kept + other.kept,
+        )
+
 
 # -- sources -------------------------------------------------------------------------
 
@@ -202,13 +212,19 @@ def build_samples(
     workers: int | None = None,
     timeout: float = 5.0,
     on_progress: Callable[[int], None] | None = None,
+    line_uniform: bool = False,
 ) -> tuple[list[dict], BuildStats]:
-    """Tamper each item, verify against its tests where it has some, keep up to per_item samples."""
+    """Tamper each item, verify against its tests where it has some, keep up to per_item samples.
+
+    With `line_uniform`, bug sites are drawn line-uniformly (`tamper(line_uniform=True)`) and the first
+    per_item that survive are kept in draw order (kinds are not taken in turn, which would favour the
+    lines of rare kinds)."""
     stats = BuildStats(items=len(items))
     rng = random.Random(seed)
     samples: list[dict] = []
     for item in items:
-        candidates = _unique(tamper(item.code, rng, max_samples=per_item * oversample, kinds=kinds))
+        drawn = tamper(item.code, rng, per_item * oversample, kinds, line_uniform=line_uniform)
+        candidates = _unique(drawn)
         keepable = candidates  # without tests, every tampering that compiles and changed the AST
         if item.test:
             jobs = [(item.code, item.test)] + [(t.code, item.test) for t in candidates]
@@ -225,7 +241,7 @@ def build_samples(
                 ]
                 stats.verified.update(t.bug_kind for t in keepable)
         stats.candidates.update(t.bug_kind for t in candidates)
-        kept = pick_diverse(keepable, per_item)
+        kept = keepable[:per_item] if line_uniform else pick_diverse(keepable, per_item)
         stats.kept.update(t.bug_kind for t in kept)
         samples += [_record(item, t, verified=bool(item.test)) for t in kept]
         if on_progress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,86 @@ def trainer_defaults(seed: int) -> dict[str, Any]:
         # TRL turns it on by default: it saves GPU memory, but on CPU it only costs a third more time
         gradient_checkpointing=cuda,
     )
+
+
+CHECKPOINTS = "checkpoints"  # RUN/<stage>/checkpoints/: Trainer checkpoints while the stage runs
+SETTINGS = "stage.json"  # in it: the stage config the checkpoints were written under
+
+
+def resumable_args(seed: int, out: Path, save_steps: int) -> dict[str, Any]:
+    """`trainer_defaults` plus a Trainer checkpoint (weights as safetensors, optimizer, scheduler, RNG
+    states) into out/checkpoints every `save_steps` steps, the last two kept: a killed stage loses at
+    most save_steps steps. The end of training writes none (see `SkipFinalCheckpoint`)."""
+    return {
+        **trainer_defaults(seed),
+        "output_dir": str(Path(out) / CHECKPOINTS),
+        "save_strategy": "steps",
+        "save_steps": save_steps,
+        "save_total_limit": 2,  # the newest may be half-written when a run is killed
+        "save_only_model": False,
+    }
+
+
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint without a readable one was cut short."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1])
+
+
+def resume_point(out: Path, settings: dict[str, Any]) -> str | None:
+    """The newest complete checkpoint in out/checkpoints if it was written under the same stage
+    settings, else None (a fresh start). Every process reads; the main process then clears what cannot
+    be resumed (half-written checkpoints, or all of them when the settings changed) and records the
+    settings, so the trainer's own checkpoint rotation only ever sees complete ones."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    directory = Path(out) / CHECKPOINTS
+    recorded = directory / SETTINGS
+    settings = json.loads(json.dumps(settings, default=str))  # as it reads back
+    same = recorded.is_file() and json.loads(recorded.read_text()) == settings
+    found = sorted(directory.glob("checkpoint-*"), key=_step) if directory.is_dir() else []
+    complete = [c for c in found if _complete(c)] if same else []
+    state.wait_for_everyone()
+    if state.is_main_process:
+        for checkpoint in found:
+            if checkpoint not in complete:
+                shutil.rmtree(checkpoint)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(recorded, settings)
+    state.wait_for_everyone()
+    return str(complete[-1]) if complete else None
+
+
+def resumed_step(checkpoint: str | None) -> int:
+    return _step(Path(checkpoint)) if checkpoint else 0
+
+
+def finish_checkpoints(out: Path) -> None:
+    """A finished stage keeps only its final save_pretrained directory (main process)."""
+    shutil.rmtree(Path(out) / CHECKPOINTS, ignore_errors=True)
+
+
+def skip_final_checkpoint():
+    """A callback: the Trainer saves a checkpoint at max_steps too, but a finished stage writes its
+    model with save_pretrained and deletes its checkpoints, so that last save would only cost time (for
+    a large model, optimizer state of twice its weights)."""
+    from transformers import TrainerCallback
+
+    class SkipFinalCheckpoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+            return control
+
+    return SkipFinalCheckpoint()
 
 
 def lora_config(r: int, alpha: int, targets: list[str], task_type: str):

@@ -37,19 +37,59 @@ class DataStage:
     per_item: int = 4
     max_items: int | None = None  # first N source items only (quick runs and tests)
     max_per_source: int | None = None  # a seeded random sample of at most N items from each source
+    line_uniform_fraction: float = 0.0  # share of items whose bugs sit on uniformly drawn lines
     seed: int = 0
 
 
 @dataclass
+class PretrainStage:
+    """Plain next-token loss on whole Python files (rl/pretrain.py), before SFT; the sft stage then starts
+    from this stage's checkpoint. Files the data stage holds out (split != train) are never read."""
+
+    preset: str = "tiny"  # architecture when training from scratch: a preset, or a directory with config.json
+    init: str | None = None  # or continue from a checkpoint directory (e.g. public Gemma 2 weights)
+    # "stdlib" (this interpreter's standard library, tests left out), "site-packages" (the installed
+    # packages' sources: sysconfig purelib/platlib), or directories
+    sources: list[str] = field(default_factory=lambda: ["stdlib"])
+    max_tokens: int | None = 20_000_000  # corpus cap (None: every file of the sources)
+    max_file_chars: int = 200_000  # a longer file is cut at the last line end before this
+    max_steps: int = 1000
+    batch_size: int = 8
+    max_length: int = 512  # files are packed, <bos>...<eos> each, into full rows of this many tokens
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.02  # linear warm-up over this share of max_steps, then cosine decay to 0
+    adam_beta2: float = 0.99  # above the 0.95 of large-batch recipes: small batches need the longer average
+    weight_decay: float = 0.0
+    save_steps: int = 200  # a resumable checkpoint every this many steps (RUN/pretrain/checkpoints/)
+    seed: int = 0  # weights of a new model, file order, batch order
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sources, str):
+            self.sources = [self.sources]
+        if not self.sources:
+            raise UserError("pretrain.sources is empty; give stdlib, site-packages or directories")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise UserError(f"pretrain.warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise UserError(f"pretrain.adam_beta2 must be in (0, 1), not {self.adam_beta2}")
+        for name in ("max_steps", "batch_size", "max_length", "save_steps", "max_file_chars"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"pretrain.{name} must be positive, not {getattr(self, name)}")
+        if self.max_tokens is not None and self.max_tokens < self.max_length:
+            raise UserError(f"pretrain.max_tokens ({self.max_tokens}) is below one row of max_length tokens")
+
+
+@dataclass
 class SFTStage(LoraOptions):
+    # where the policy starts, unless the config has a pretrain section (then from RUN/pretrain)
     preset: str = "tiny"  # architecture when training from scratch
     init: str | None = None  # or start from a checkpoint directory (e.g. public Gemma 2 weights)
-    pretrain_steps: int = 0  # continued pre-training on plain Python source before SFT
     clean_fraction: float = 0.0  # also teach "no bugs" on this share of the untampered originals
     max_steps: int = 200
     batch_size: int = 8
     learning_rate: float = 1e-3
     max_length: int = 768
+    save_steps: int = 200  # a resumable checkpoint every this many steps (RUN/sft/checkpoints/)
     seed: int = 0
 
 
@@ -60,7 +100,7 @@ class DistillStage:
 
     teacher: str | None = None  # checkpoint directory; None: this run's sft stage is the teacher
     student: str = "tiny"  # a preset (taking the teacher's vocabulary) or a config/checkpoint directory
-    pretrain_steps: int = 0  # distil on plain Python first, as the sft stage pre-trains
+    pretrain_steps: int = 0  # distil on plain Python first (train-split stdlib functions, rl.sft)
     clean_fraction: float = 0.0
     max_steps: int = 200
     batch_size: int = 8
@@ -98,6 +138,10 @@ class RateStage:
     include_no_bugs: bool = True
     automatic: bool = True  # rate the sampled critiques with the automatic rubric rater
     human_ratings: str | None = None  # and/or add pairs from `critic data export` output (a directory)
+    # > 0: also rank, on every tampered sample of the data stage, the gold critique above "no bugs"
+    # above critiques of this many other lines (rl.pairs): localizer pairs that need no sampling
+    synthetic_negatives: int = 0
+    seed: int = 0
 
 
 @dataclass
@@ -106,6 +150,8 @@ class RewardStage(LoraOptions):
     batch_size: int = 8
     learning_rate: float = 5e-4
     max_length: int = 768
+    save_steps: int = 200  # a resumable checkpoint every this many steps (RUN/reward/checkpoints/)
+    eval_pairs: int = 1024  # held-out accuracy on at most this many validation pairs (seeded sample)
     seed: int = 0
 
 
@@ -116,26 +162,51 @@ class PPOStage(LoraOptions):
     response_length: int = 64
     learning_rate: float = 3e-5
     kl_coef: float = 0.05
+    temperature: float = 0.7  # of the rollouts (TRL's default), and of the held-out critiques
     hallucination_penalty: float = 0.0  # subtracted from the reward when a quote is not in the code
-    eval_prompts: int = 16
+    eval_prompts: int = 16  # validation prompts of the held-out reward, one per function first
+    eval_samples: int = 4  # critiques per prompt for the held-out reward, sampled at `temperature`
+    seed: int = 0
+
+
+@dataclass
+class CalibrateStage:
+    """Platt scaling of the finished critic's confidence on the validation split (rl/calibrate.py)."""
+
+    max_samples: int = 150  # validation samples reviewed (and their originals, as clean code)
+    bootstrap: int = 200  # resamples of the intervals in the min-score sweep
     seed: int = 0
 
 
 @dataclass
 class PipelineConfig:
     data: DataStage = field(default_factory=DataStage)
+    # optional stages: off unless the config has their section
+    pretrain: PretrainStage | None = field(default=None, metadata={"section": PretrainStage})
     sft: SFTStage = field(default_factory=SFTStage)
     distill: DistillStage | None = field(default=None, metadata={"section": DistillStage})  # off unless given
     sample: SampleStage = field(default_factory=SampleStage)
     rate: RateStage = field(default_factory=RateStage)
     reward: RewardStage = field(default_factory=RewardStage)
     ppo: PPOStage = field(default_factory=PPOStage)
+    calibrate: CalibrateStage | None = field(default=None, metadata={"section": CalibrateStage})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
         sections = {f.name: f for f in dataclasses.fields(cls)}
         if unknown := set(raw) - set(sections):
             raise UserError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+        sft = raw.get("sft") if isinstance(raw.get("sft"), dict) else {}
+        if "pretrain_steps" in sft:
+            raise UserError(
+                "sft.pretrain_steps is gone: pre-training is its own stage now; move it to a `pretrain:` "
+                "section (max_steps, and the architecture as pretrain.preset or pretrain.init)"
+            )
+        if raw.get("pretrain") is not None and (given := sorted({"preset", "init"} & set(sft))):
+            raise UserError(
+                f"sft.{given[0]}: with a pretrain section the sft stage starts from the pretrain stage's "
+                "checkpoint; give the architecture as pretrain.preset or pretrain.init instead"
+            )
         built = {}
         for name, value in raw.items():
             if value is None and sections[name].default is None:  # an optional stage, left off
@@ -148,6 +219,13 @@ class PipelineConfig:
                 raise UserError(f"unknown key(s) in {name}: {', '.join(sorted(unknown))}")
             built[name] = stage_cls(**value)
         return cls(**built)
+
+    def __post_init__(self) -> None:
+        if self.pretrain is not None and self.distill is not None and self.distill.teacher:
+            raise UserError(
+                "a pretrain section with distill.teacher: no sft stage would start from the pre-trained "
+                "checkpoint (the teacher comes from outside the run); drop one of them"
+            )
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PipelineConfig:

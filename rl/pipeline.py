@@ -1,13 +1,16 @@
 """Run the stages in order into one run directory, resumably.
 
 Each stage writes into RUN/<stage>/ and, last of all, RUN/<stage>/done.json with its metrics: a
-stage with done.json is skipped on the next run, so an interrupted run resumes where it stopped.
-`from_stage` forgets that stage and every later one. RUN/manifest.json records the config, seeds,
-git commit, library versions, per-stage metrics and artifact paths; RUN/report.json the metrics.
+stage with done.json is skipped on the next run, so an interrupted run resumes where it stopped. The
+trainer stages in RESUMABLE also resume mid-stage, from the last checkpoint in RUN/<stage>/checkpoints/
+(every `save_steps` steps); the other stages start over. `from_stage` forgets that stage and every
+later one, checkpoints included. RUN/manifest.json records the config, seeds, git commit, library
+versions, per-stage metrics and artifact paths; RUN/report.json the metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -22,14 +25,17 @@ from critic.errors import UserError
 from rl.common import write_json
 from rl.config import PipelineConfig
 
-STAGES = ("data", "sft", "distill", "sample", "rate", "reward", "ppo")
-DISTRIBUTED = {"sft", "distill", "reward", "ppo"}  # TRL trainers: every process takes part
+STAGES = ("data", "pretrain", "sft", "distill", "sample", "rate", "reward", "ppo", "calibrate")
+DISTRIBUTED = {"pretrain", "sft", "distill", "reward", "ppo"}  # TRL trainers: every process takes part
+RESUMABLE = {"pretrain", "sft", "reward"}  # a partial stage directory is kept: its checkpoints resume it
 
 
 def stages_of(cfg: PipelineConfig) -> tuple[str, ...]:
-    """The stages a config runs: distill only when it has a section; with a teacher from outside the
-    run, no sft stage trains one."""
-    skipped = {"distill"} if cfg.distill is None else {"sft"} if cfg.distill.teacher else set()
+    """The stages a config runs: pretrain, distill and calibrate only when it has their sections;
+    with a teacher from outside the run, no sft stage trains one."""
+    skipped = set() if cfg.pretrain is not None else {"pretrain"}
+    skipped |= {"distill"} if cfg.distill is None else {"sft"} if cfg.distill.teacher else set()
+    skipped |= {"calibrate"} if cfg.calibrate is None else set()
     return tuple(name for name in STAGES if name not in skipped)
 
 
@@ -49,7 +55,7 @@ def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
 
     d = cfg.data
     items = []
-    for source in [d.source] if isinstance(d.source, str) else d.source:
+    for source in _data_sources(cfg):
         if source == "humaneval":
             found = humaneval_items()
         else:
@@ -59,16 +65,39 @@ def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
             found = random.Random(d.seed).sample(found, d.max_per_source)
         items += found
     items = items[: d.max_items] if d.max_items else items
-    samples, stats = build_samples(items, d.per_item, d.seed)
+    # a seeded share of the items gets its bugs on lines drawn uniformly (critic.tamper), so that line
+    # length alone cannot tell where a bug is
+    count = round(d.line_uniform_fraction * len(items))
+    uniform = set(random.Random(d.seed + 1).sample(range(len(items)), count))
+    samples, stats = build_samples([it for i, it in enumerate(items) if i not in uniform], d.per_item, d.seed)
+    if uniform:
+        more, more_stats = build_samples(
+            [it for i, it in enumerate(items) if i in uniform], d.per_item, d.seed, line_uniform=True
+        )
+        samples += more
+        stats = stats.merged(more_stats)
     dsd = to_dataset_dict(samples, d.seed)
     dsd.save_to_disk(str(out))
     return {"samples": {name: len(ds) for name, ds in dsd.items()}, "kinds": dict(stats.kept)}
 
 
+def _data_sources(cfg: PipelineConfig) -> list[str]:
+    return [cfg.data.source] if isinstance(cfg.data.source, str) else list(cfg.data.source)
+
+
+def _stage_pretrain(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.pretrain import run_pretrain
+
+    assert cfg.pretrain is not None
+    # held-out files of the data stage's sources are never pre-trained on: the same seed splits them
+    return run_pretrain(cfg.pretrain, out, _data_sources(cfg), cfg.data.seed)
+
+
 def _stage_sft(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from rl.sft import run_sft
 
-    return run_sft(cfg.sft, _load(run / "data"), out)
+    sft = cfg.sft if cfg.pretrain is None else dataclasses.replace(cfg.sft, init=str(run / "pretrain"))
+    return run_sft(sft, _load(run / "data"), out)
 
 
 def _stage_distill(cfg: PipelineConfig, run: Path, out: Path) -> dict:
@@ -87,7 +116,7 @@ def _stage_sample(cfg: PipelineConfig, run: Path, out: Path) -> dict:
 def _stage_rate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from rl.rate import run_rate
 
-    return run_rate(cfg.rate, _load(run / "sample"), out)
+    return run_rate(cfg.rate, _load(run / "sample"), out, _load(run / "data"))
 
 
 def _stage_reward(cfg: PipelineConfig, run: Path, out: Path) -> dict:
@@ -102,14 +131,23 @@ def _stage_ppo(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     return run_ppo(cfg.ppo, _load(run / "data"), policy_dir(cfg, run), run / "reward", out)
 
 
+def _stage_calibrate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.calibrate import run_calibrate
+
+    assert cfg.calibrate is not None
+    return run_calibrate(cfg.calibrate, _load(run / "data"), run / "ppo", run / "reward", out)
+
+
 RUNNERS: dict[str, Callable[[PipelineConfig, Path, Path], dict]] = {
     "data": _stage_data,
+    "pretrain": _stage_pretrain,
     "sft": _stage_sft,
     "distill": _stage_distill,
     "sample": _stage_sample,
     "rate": _stage_rate,
     "reward": _stage_reward,
     "ppo": _stage_ppo,
+    "calibrate": _stage_calibrate,
 }
 
 
@@ -171,9 +209,13 @@ def run_pipeline(
                 log(f"{name}: done earlier, skipped")
         else:
             if main:
-                shutil.rmtree(out, ignore_errors=True)  # a partial stage from an interrupted run
-                out.mkdir(parents=True)
-                log(f"{name}: running")
+                resume = name in RESUMABLE and any(
+                    (out / "checkpoints").glob("checkpoint-*/trainer_state.json")
+                )
+                if name not in RESUMABLE:
+                    shutil.rmtree(out, ignore_errors=True)  # a partial stage from an interrupted run
+                out.mkdir(parents=True, exist_ok=True)
+                log(f"{name}: {'resuming' if resume else 'running'}")
             state.wait_for_everyone()
             start = time.perf_counter()
             if name in DISTRIBUTED or main:

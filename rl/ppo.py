@@ -58,19 +58,54 @@ class QuotePenalty(nn.Module):
         return scores - self._penalties.to(scores.dtype)[:, None, None]
 
 
+def eval_codes(rows: Dataset, n: int) -> list[str]:
+    """The codes of `n` validation prompts, one per function before any function's second.
+
+    The data stage writes a function's tamperings next to each other, so the first n rows would be
+    only about n / per_item functions: a held-out reward that mostly measures a handful of functions.
+    Deterministic: the same rows give the same codes, in the same order."""
+    by_function: dict[str, list[str]] = {}
+    for code, original in zip(rows["code"], rows["original"], strict=True):
+        codes = by_function.setdefault(original, [])
+        if code not in codes:
+            codes.append(code)
+    picked: list[str] = []
+    for depth in range(max(map(len, by_function.values()), default=0)):
+        picked += [codes[depth] for codes in by_function.values() if depth < len(codes)]
+    return picked[:n]
+
+
 @torch.no_grad()
-def held_out_reward(policy_dir: Path, reward_dir: Path, codes: list[str], max_new_tokens: int) -> float:
+def held_out_reward(
+    policy_dir: Path,
+    reward_dir: Path,
+    codes: list[str],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    samples: int = 1,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> float:
+    """The reward model's mean score of the policy's critiques of `codes`: greedy (temperature 0), or
+    `samples` critiques per code drawn at `temperature` from generators seeded by `seed`. Deterministic:
+    the same policy, codes and seed give the same critiques, so the measurements before and after PPO
+    use the same random draws and differ only by the policy."""
     policy, reward = load_causal_lm(policy_dir), load_reward_model(reward_dir)
     tokenizer = load_tokenizer(policy_dir)
     eot, eos = tokenizer.token_to_id(END_OF_TURN), policy.config.eos_token_id
-    prompts = [tokenizer.encode(request(code)).ids for code in codes]
-    completions = generate(policy, prompts, max_new_tokens, stop_ids=[eos, eot])
+    samples = 1 if temperature <= 0 else samples
+    prompts = [tokenizer.encode(request(code)).ids for code in codes for _ in range(samples)]
     scores = []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        ids = prompt + completion
-        if not ids or ids[-1] != eos:
-            ids = ids + [eos]  # the reward model reads the end-of-sequence token, as it was trained
-        scores.append(reward(torch.tensor([ids])).item())
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        completions = generate(
+            policy, batch, max_new_tokens, stop_ids=[eos, eot], temperature=temperature, seed=seed + start
+        )
+        for prompt, completion in zip(batch, completions, strict=True):
+            ids = prompt + completion
+            if not ids or ids[-1] != eos:
+                ids = ids + [eos]  # the reward model reads the end-of-sequence token, as it was trained
+            scores.append(reward(torch.tensor([ids])).item())
     return sum(scores) / len(scores)
 
 
@@ -78,8 +113,15 @@ def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, o
     sft_dir, reward_dir = check_checkpoint(sft_dir), check_checkpoint(reward_dir)
     tokenizer = load_hf_tokenizer(sft_dir)
     tokenizer.padding_side = "left"
-    codes = data["validation"]["code"][: cfg.eval_prompts]
-    reward_first = held_out_reward(sft_dir, reward_dir, codes, cfg.response_length)
+    codes = eval_codes(data["validation"], cfg.eval_prompts)
+
+    def measure(policy: Path) -> tuple[float, float]:
+        """(sampled as PPO samples, greedy) held-out reward; the same draws before and after."""
+        n = cfg.response_length
+        sampled = held_out_reward(policy, reward_dir, codes, n, cfg.temperature, cfg.eval_samples, cfg.seed)
+        return sampled, held_out_reward(policy, reward_dir, codes, n)
+
+    reward_first, greedy_first = measure(sft_dir)
 
     torch.manual_seed(cfg.seed)
     policy = CriticForCausalLM.from_pretrained(sft_dir)
@@ -101,6 +143,7 @@ def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, o
             response_length=cfg.response_length,
             learning_rate=cfg.learning_rate,
             kl_coef=cfg.kl_coef,
+            temperature=cfg.temperature,
             stop_token="eos",
             num_sample_generations=0,
             **trainer_defaults(cfg.seed),
@@ -121,9 +164,13 @@ def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, o
         tokenizer.save_pretrained(out)
     trainer.accelerator.wait_for_everyone()
     scores = [h["objective/scores"] for h in trainer.state.log_history if "objective/scores" in h]
+    reward_last, greedy_last = measure(out)
     return {
         "episodes": trainer.state.episode,
         "reward_first": reward_first,
-        "reward_last": held_out_reward(out, reward_dir, codes, cfg.response_length),
+        "reward_last": reward_last,
+        "greedy_reward_first": greedy_first,
+        "greedy_reward_last": greedy_last,
+        "eval_critiques": len(codes) * cfg.eval_samples,
         "train_scores": scores,
     }

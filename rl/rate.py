@@ -17,7 +17,9 @@ from critic.errors import UserError
 from critic.rating import RATING_FIELDS, gold_critique, preferences, rate_critique
 from rl.common import request
 from rl.config import RateStage
+from rl.pairs import synthetic_preferences
 
+SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 CLEAN_MARGIN = 3.0  # a fake problem on clean code against the right answer: as bad as a clear miss
 
 
@@ -110,12 +112,20 @@ def human_preferences(path: str | Path) -> DatasetDict:
     return DatasetDict(train=prefs.filter(lambda row: not held_out(row)), validation=prefs.filter(held_out))
 
 
-def run_rate(cfg: RateStage, samples: DatasetDict, out: Path) -> dict:
+def run_rate(cfg: RateStage, samples: DatasetDict, out: Path, data: DatasetDict | None = None) -> dict:
+    """Preferences per split: rated policy samples, human pairs, and (with `synthetic_negatives` and
+    the tampered `data`) pairs that need no sampling (rl.pairs)."""
     result, metrics = {}, {}
     human = human_preferences(cfg.human_ratings) if cfg.human_ratings else None
     for split, ds in samples.items():
         ratings, pairs = rate_split(ds, cfg.include_gold, cfg.include_no_bugs)
         parts = [pairs] if cfg.automatic and len(pairs) else []
+        if cfg.synthetic_negatives and data is not None and split in data:
+            synthetic = Dataset.from_dict(
+                synthetic_preferences(data[split], cfg.synthetic_negatives, cfg.seed + SPLIT_SEEDS[split])
+            )
+            parts.append(synthetic)
+            metrics[f"{split}_synthetic_pairs"] = len(synthetic)
         if human is not None:
             parts.append(human[split])
             metrics[f"{split}_human_pairs"] = len(human[split])

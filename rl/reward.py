@@ -1,8 +1,9 @@
-"""Reward model: TRL's RewardTrainer on within-task preferences, started from the SFT policy."""
+"""Reward model: TRL's RewardTrainer on within-task preferences, started from the SFT policy; a rerun
+of an interrupted stage resumes from its last checkpoint in out/checkpoints."""
 
 from __future__ import annotations
 
-import tempfile
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -11,7 +12,15 @@ from trl import RewardConfig, RewardTrainer
 
 from critic.model import CriticForSequenceClassification
 from critic.tokenizer import load_hf_tokenizer
-from rl.common import check_checkpoint, merged, trainer_defaults
+from rl.common import (
+    check_checkpoint,
+    finish_checkpoints,
+    merged,
+    resumable_args,
+    resume_point,
+    resumed_step,
+    skip_final_checkpoint,
+)
 from rl.config import RewardStage
 
 
@@ -40,32 +49,36 @@ def run_reward(cfg: RewardStage, ratings: DatasetDict, policy_dir: Path, out: Pa
     model.config.pad_token_id = tokenizer.pad_token_id
     train = ratings["preferences_train"].select_columns(["prompt", "chosen", "rejected"])
     held_out = ratings["preferences_validation"]
+    if len(held_out) > cfg.eval_pairs:  # synthetic pairs make thousands; a seeded sample measures it
+        held_out = held_out.shuffle(seed=cfg.seed).select(range(cfg.eval_pairs))
     before = pairwise_accuracy(model, tokenizer, held_out, cfg.max_length)
-    with tempfile.TemporaryDirectory() as scratch:
-        args = RewardConfig(
-            output_dir=scratch,
-            max_steps=cfg.max_steps,
-            per_device_train_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            max_length=cfg.max_length,
-            **trainer_defaults(cfg.seed),
-        )
-        trainer = RewardTrainer(
-            model=model,
-            args=args,
-            train_dataset=train,
-            processing_class=tokenizer,
-            peft_config=cfg.lora("SEQ_CLS"),
-        )
-        result = trainer.train()
+    args = RewardConfig(
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length,
+        **resumable_args(cfg.seed, out, cfg.save_steps),
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        peft_config=cfg.lora("SEQ_CLS"),
+        callbacks=[skip_final_checkpoint()],
+    )
+    checkpoint = resume_point(out, {**dataclasses.asdict(cfg), "policy": str(policy_dir)})
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     model = merged(trainer.model)
     accuracy = pairwise_accuracy(model, tokenizer, held_out, cfg.max_length)
     if trainer.accelerator.is_main_process:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        finish_checkpoints(out)
     return {
         "loss": result.training_loss,
         "steps": result.global_step,
+        "resumed_from": resumed_step(checkpoint),
         "eval_accuracy": accuracy,
         "eval_accuracy_before": before,
         "eval_pairs": len(held_out),

@@ -2,13 +2,16 @@
 
 Prompt = critique request for the tampered code; completion = the gold critique (bug lines quoted,
 the tamperer's description as comment). With `clean_fraction`, untampered originals are taught to get
-"I found no bugs in this code." Loss on the completion only.
+"I found no bugs in this code." Loss on the completion only. The policy starts from `init` (the
+pipeline sets it to RUN/pretrain when the config has a pretrain stage) or new weights of `preset`; a
+rerun of an interrupted stage resumes from its last checkpoint in out/checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-import tempfile
+import sysconfig
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
@@ -16,9 +19,20 @@ from trl import SFTConfig, SFTTrainer
 
 from critic.critique import NO_BUGS, terminate_critique
 from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
-from critic.tamper_data import split_functions
+from critic.tamper_data import split_functions, split_of_group
 from critic.tokenizer import load_hf_tokenizer, stdlib_files
-from rl.common import BOS, check_checkpoint, merged, reference_completion, request, trainer_defaults
+from rl.common import (
+    BOS,
+    check_checkpoint,
+    finish_checkpoints,
+    merged,
+    reference_completion,
+    request,
+    resumable_args,
+    resume_point,
+    resumed_step,
+    skip_final_checkpoint,
+)
 from rl.config import SFTStage
 
 
@@ -33,10 +47,15 @@ def initial_policy(cfg: SFTStage) -> tuple[CriticForCausalLM, object]:
     return CriticForCausalLM(to_hf_config(config)), load_hf_tokenizer()
 
 
-def pretraining_corpus(max_items: int = 4000) -> Dataset:
-    """Plain Python functions of the standard library, for continued pre-training from scratch."""
+def pretraining_corpus(max_items: int = 4000, seed: int = 0) -> Dataset:
+    """Plain Python functions of the standard library (distill.pretrain_steps; the pretrain stage reads
+    whole files, rl/pretrain.py), from the files the data stage with this seed puts in train only:
+    held-out files are the evaluation's."""
+    root = Path(sysconfig.get_paths()["stdlib"])
     texts: list[str] = []
     for path in stdlib_files():
+        if split_of_group(path.relative_to(root).as_posix(), seed) != "train":
+            continue
         try:
             texts += [BOS + code for _, code in split_functions(path.read_text(encoding="utf-8"))]
         except (SyntaxError, UnicodeDecodeError):
@@ -71,42 +90,40 @@ def fitting(examples: Dataset, tokenizer, max_length: int) -> Dataset:
 
 def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
     model, tokenizer = initial_policy(cfg)
-    metrics: dict = {"parameters": sum(p.numel() for p in model.parameters())}
-    with tempfile.TemporaryDirectory() as scratch:
-
-        def args(steps: int, **extra) -> SFTConfig:
-            return SFTConfig(
-                output_dir=scratch,
-                max_steps=steps,
-                per_device_train_batch_size=cfg.batch_size,
-                learning_rate=cfg.learning_rate,
-                max_length=cfg.max_length,
-                **extra,
-                **trainer_defaults(cfg.seed),
-            )
-
-        if cfg.pretrain_steps:
-            corpus = pretraining_corpus()
-            trainer = SFTTrainer(
-                model, args(cfg.pretrain_steps), train_dataset=corpus, processing_class=tokenizer
-            )
-            metrics["pretrain_loss"] = trainer.train().training_loss
-        train = sft_examples(data["train"], cfg.clean_fraction, cfg.seed)
-        fit = fitting(train, tokenizer, cfg.max_length)
-        metrics.update(examples=len(fit), too_long=len(train) - len(fit))
-        train = fit
-        trainer = SFTTrainer(
-            model,
-            args(cfg.max_steps, completion_only_loss=True),
-            train_dataset=train,
-            processing_class=tokenizer,
-            peft_config=cfg.lora("CAUSAL_LM"),
-        )
-        result = trainer.train()
-    metrics.update(loss=result.training_loss, steps=result.global_step)
-    tokens = max((h.get("num_tokens", 0.0) for h in trainer.state.log_history), default=0.0)
+    metrics: dict = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "start": cfg.init or f"preset {cfg.preset}",
+    }
+    train = sft_examples(data["train"], cfg.clean_fraction, cfg.seed)
+    fit = fitting(train, tokenizer, cfg.max_length)
+    metrics.update(examples=len(fit), too_long=len(train) - len(fit))
+    args = SFTConfig(
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        **resumable_args(cfg.seed, out, cfg.save_steps),
+    )
+    trainer = SFTTrainer(
+        model,
+        args,
+        train_dataset=fit,
+        processing_class=tokenizer,
+        peft_config=cfg.lora("CAUSAL_LM"),
+        callbacks=[skip_final_checkpoint()],
+    )
+    checkpoint = resume_point(out, dataclasses.asdict(cfg))
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    resumed = resumed_step(checkpoint)
+    metrics.update(loss=result.training_loss, steps=result.global_step, resumed_from=resumed)
+    # TRL counts num_tokens from this session's first step, as the runtime; a resumed log_history holds
+    # the earlier session's counts too
+    logged = [h for h in trainer.state.log_history if h.get("step", 0) > resumed]
+    tokens = max((h.get("num_tokens", 0.0) for h in logged), default=0.0)
     metrics["tokens_per_second"] = tokens / result.metrics["train_runtime"]
     if trainer.accelerator.is_main_process:
         merged(trainer.model).save_pretrained(out)
         tokenizer.save_pretrained(out)
+        finish_checkpoints(out)
     return metrics

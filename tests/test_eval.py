@@ -1,16 +1,30 @@
-"""`critic eval`: metric arithmetic on hand-made critiques, and the command end to end on a tiny critic."""
+"""`critic eval`: metric arithmetic on hand-made critiques, the bootstrap, baselines and backtick check
+on hand-made code, the post-hoc review filter, and the command end to end on a tiny critic."""
 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
 import pytest
-from conftest import BUG_CRITIQUE, BUG_LINE, BUGGY_CODE
+from conftest import BUG_CRITIQUE, BUG_LINE, BUGGY_CODE, with_comment
 
-from critic.critique import format_critique
-from critic.evaluate import judge, random_line_critiques
+from critic.critique import code_spans, format_critique
+from critic.evaluate import (
+    baseline_line,
+    baseline_metrics,
+    bootstrap_ratio,
+    code_tokens_per_line,
+    judge,
+    random_line_critiques,
+    reliability,
+    reported,
+    review_raw,
+    spans_verbatim,
+)
+from critic.review import Finding
 
 FIXED = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
 SAMPLE = {
@@ -56,7 +70,164 @@ def test_random_line_baseline_quotes_a_real_line():
     assert metrics.hallucinated_quote_rate == 0.0
 
 
-def test_eval_command_writes_metrics_and_plot(tmp_path, known_critic):
+# -- bootstrap ---------------------------------------------------------------------------------------
+
+
+def test_bootstrap_resamples_clusters_not_samples():
+    # Cluster "a": three hits; cluster "b": one miss. Resampling two clusters gives aa (1.0), ab or ba
+    # (0.75: a ratio of sums, not a mean of cluster rates) and bb (0.0), with chances 1/4, 1/2, 1/4.
+    hits, ones, clusters = [1, 1, 1, 0], [1] * 4, ["a", "a", "a", "b"]
+    ci = bootstrap_ratio(hits, ones, clusters, resamples=1000, seed=0)
+    assert ci == {"value": 0.75, "low": 0.0, "high": 1.0}
+    assert bootstrap_ratio(hits, ones, clusters, 1000, seed=0) == ci  # seeded
+    # The same four samples as four clusters: the interval can end strictly inside (0, 1).
+    alone = bootstrap_ratio(hits, ones, ["a", "b", "c", "d"], 1000, seed=0)
+    assert alone["value"] == 0.75 and alone["low"] > 0.0 and alone["high"] == 1.0
+
+
+def test_bootstrap_ratio_of_sums_and_normal_width():
+    # Line precision: 1 of 1 flagged lines, 0 of 1, 3 of 4 -> 4 / 6 overall.
+    assert bootstrap_ratio([1, 0, 3], [1, 1, 4], ["x", "y", "z"], 100, 0)["value"] == pytest.approx(4 / 6)
+    assert bootstrap_ratio([2, 2], [2, 2], ["x", "y"], 100, 0) == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert bootstrap_ratio([0, 0], [0, 0], ["x", "y"], 100, 0) == {"value": None, "low": None, "high": None}
+    # 400 independent clusters at rate 0.5: the 95% interval is about 0.5 +- 1.96 * sqrt(0.25 / 400).
+    n = 400
+    ci = bootstrap_ratio([i % 2 for i in range(n)], [1] * n, [str(i) for i in range(n)], 1000, seed=1)
+    half = 1.96 * (0.25 / n) ** 0.5
+    assert ci["value"] == 0.5
+    assert ci["low"] == pytest.approx(0.5 - half, abs=0.01)
+    assert ci["high"] == pytest.approx(0.5 + half, abs=0.01)
+
+
+# -- baselines and helpers on hand-made code ---------------------------------------------------------
+
+HAND_MADE = '''def f(xs):
+    """A very long docstring line that has many, many words in it: more than any code line here."""
+    # a long comment: comment comment comment comment comment comment comment comment comment comment
+    total = 0
+
+    for x in xs:
+        total += x * 2 + len(xs)
+    message = "a long string literal with lots of words words words words words words words words"
+    label = f"{total} {xs[0]} {x} {total} {xs[0]} {x} {total} {xs[0]} {x} {total} {xs[0]} {x}"
+    text = """
+    inside a string
+    """
+    return total, message, label, text
+'''
+
+
+def test_code_tokens_ignore_strings_comments_and_layout():
+    counts = code_tokens_per_line(HAND_MADE)
+    assert counts[:4] == [6, 0, 0, 3]  # def f ( xs ) : / docstring / comment / total = 0
+    assert counts[4:7] == [0, 5, 10]  # blank / for x in xs : / total += x * 2 + len ( xs )
+    assert counts[7:9] == [2, 2]  # the long string and the long f-string count as nothing
+    assert counts[9:12] == [2, 0, 0]  # text = """ / inside the string / """
+    assert counts[12] == 8  # return total , message , label , text
+
+
+def test_baselines_on_hand_made_code():
+    rng = random.Random(0)
+    assert baseline_line(HAND_MADE, "longest_line", rng) == 7  # not the comment, not the strings
+    tie = "a = b\nc = d\n"
+    assert baseline_line(tie, "longest_line", rng) == 1  # the first of equals
+    lines = HAND_MADE.split("\n")
+    nonblank = {n for n, line in enumerate(lines, start=1) if line.strip()}
+    random_lines = {baseline_line(HAND_MADE, "random_line", rng) for _ in range(500)}
+    assert random_lines == nonblank
+    code_lines = {baseline_line(HAND_MADE, "random_code_line", rng) for _ in range(500)}
+    assert code_lines == {1, 4, 6, 7, 8, 9, 10, 13}  # no docstring, comment, blank or string-only line
+    assert baseline_line("# only a comment\n", "longest_line", rng) is None
+
+    tampered = {"task_id": "t", "code": HAND_MADE, "bug_lines": [7]}
+    clean = {"task_id": "t", "code": HAND_MADE, "bug_lines": []}
+    metrics = baseline_metrics({"humaneval": [tampered] * 3, "clean": [clean]}, resamples=20, seed=0)
+    longest = metrics["longest_line"]["humaneval"]
+    assert longest["samples"] == 3
+    assert longest["top_on_bug"]["value"] == longest["line_precision"]["value"] == 1.0
+    assert longest["silent_rate"]["value"] == 0.0
+    for kind in ("random_line", "random_code_line", "longest_line"):
+        assert metrics[kind]["clean"] == {
+            "files": 1,
+            "false_alarm_rate": {"value": 1.0, "low": 1.0, "high": 1.0},
+        }
+
+
+def test_backticked_spans_must_appear_verbatim():
+    comment = "Use `x + 1` here, not ``total``; also `` a`b `` and a lone ` tick."
+    assert code_spans(comment) == ["x + 1", "total", "a`b"]
+    assert spans_verbatim(comment, "y = x + 1\ntotal = a`b")
+    assert not spans_verbatim(comment, "y = x + 1\ntotal = 0")  # `a`b` is not in the code
+    assert spans_verbatim("No code quoted at all.", "")  # nothing to check: passes
+    assert code_spans("```\nfenced\n```") == []
+
+
+def test_reliability_bins_and_ece():
+    def finding(line, score):
+        return Finding("p", line, 1, line, 1, "CRT000", "m", "c", "q", score)
+
+    sample = {"bug_lines": [1]}
+    raw = [[finding(1, 0.95), finding(2, 0.9), finding(1, 0.15), finding(2, 0.05), finding(2, 1.0)]]
+    rel = reliability([sample], raw, bins=10)
+    assert rel["findings"] == 5 and rel["on_bug_rate"] == 0.4
+    counts = [b["count"] for b in rel["bins"]]
+    assert counts == [1, 1, 0, 0, 0, 0, 0, 0, 0, 3]  # 1.0 falls in the last bin
+    top = rel["bins"][9]
+    assert top["mean_confidence"] == pytest.approx(0.95) and top["on_bug_rate"] == pytest.approx(1 / 3)
+    # ECE: bins weighted by their findings, |on-bug rate - mean confidence|
+    expected = (1 * abs(0 - 0.05) + 1 * abs(1 - 0.15) + 3 * abs(1 / 3 - 0.95)) / 5
+    assert rel["ece"] == pytest.approx(expected)
+
+
+# -- the post-hoc filter is review's -----------------------------------------------------------------
+
+
+def test_post_hoc_filter_equals_review(known_critic):
+    from critic.review import SourceFile, load_critic, review
+    from critic.settings import ReviewSettings
+
+    policy, reward = known_critic
+    # review's default filter (min-score 0.5, max-findings 5); a small search keeps the test fast
+    fast = dict(samples=2, rounds=2, keep=1, max_new_tokens=48, temperature=0.5)
+    settings = ReviewSettings(model=policy, reward_model=reward, **fast)
+    assert (settings.min_score, settings.max_findings) == (
+        ReviewSettings().min_score,
+        ReviewSettings().max_findings,
+    )
+    critic = load_critic(settings)
+    codes = [BUGGY_CODE, with_comment("# critic: ignore"), FIXED, with_comment("# critic: ignore[CRT105]")]
+    raw = review_raw(critic, codes, settings)
+    assert any(raw), "the memorized critic should find something"
+    sources = [SourceFile(f"sample_{i}.py", code) for i, code in enumerate(codes)]
+    for variant in (settings, settings.updated(min_score=0.0, max_findings=1)):
+        post_hoc = [reported(r, code, variant) for r, code in zip(raw, codes, strict=True)]
+        assert post_hoc == review(critic, sources, variant)
+    # min-score only cuts the relaxed findings (overlaps are settled by score first), then the cap
+    for r, code in zip(raw, codes, strict=True):
+        relaxed = reported(r, code, settings, min_score=0.0)
+        kept = sorted([f for f in relaxed if f.score >= settings.min_score], key=lambda f: -f.score)
+        expected = sorted(kept[: settings.max_findings], key=lambda f: (f.line, f.column))
+        assert reported(r, code, settings) == expected
+
+
+# -- the command ----------------------------------------------------------------------------------------
+
+STDLIB_FILE = """def scale(values, factor):
+    out = []
+    for value in values:
+        if value > 0:
+            out.append(value * factor)
+    return out
+
+
+def last(items):
+    if not items:
+        return None
+    return items[len(items) - 1]
+"""
+
+
+def test_eval_command_writes_metrics_and_plots(tmp_path, known_critic):
     from datasets import Dataset, DatasetDict
 
     policy, reward = known_critic
@@ -64,10 +235,17 @@ def test_eval_command_writes_metrics_and_plot(tmp_path, known_critic):
     data = tmp_path / "data"
     split = Dataset.from_list(rows)
     DatasetDict({"train": split, "validation": split, "test": split}).save_to_disk(str(data))
-    (tmp_path / "pyproject.toml").write_text("[tool.critic]\ntemperature = 0.5\nmin-score = 0.0\n")
+    stdlib = tmp_path / "stdlib"
+    stdlib.mkdir()
+    for name in ("a", "b", "c"):  # three files (of distinct functions): assign_splits puts one in "test"
+        (stdlib / f"{name}.py").write_text(STDLIB_FILE.replace("def ", f"def {name}_"))
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.critic]\ntemperature = 0.5\nmin-score = 0.0\nsamples = 2\nrounds = 2\nkeep = 1\n"
+    )
     out = tmp_path / "eval"
     args = ["--model", str(policy), "--reward-model", str(reward), "--sft-model", str(policy)]
-    args += ["--data", str(data), "--out", str(out), "--length-modifiers", "0,1"]
+    args += ["--data", str(data), "--out", str(out), "--length-modifiers", "0,1", "--per-item", "1"]
+    args += ["--stdlib-dir", str(stdlib), "--stdlib-samples", "2", "--bootstrap", "50"]
     result = subprocess.run(
         [sys.executable, "-m", "critic.cli", "eval", *args],
         cwd=tmp_path,
@@ -76,8 +254,42 @@ def test_eval_command_writes_metrics_and_plot(tmp_path, known_critic):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
+    assert "top finding on the bug" in result.stderr and "longest line" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["schema"] == 1 and metrics["samples"] == 2 and metrics["split"] == "test"
+    assert metrics["schema"] == 2 and metrics["samples"] == 2 and metrics["split"] == "test"
+    sets = ("humaneval", "humaneval_line_uniform", "stdlib")
+    assert set(metrics["sample_sets"]) == {*sets, "clean"}
+    assert metrics["sample_sets"]["stdlib"]["samples"] == 2
+    assert metrics["sample_sets"]["clean"]["samples"] == 2  # one original per task
+    assert all("data" in s for s in metrics["sample_sets"].values())
+
+    op = metrics["operating_point"]
+    assert (op["min_score"], op["max_findings"]) == (0.0, 5)
+    assert set(op["critic"]) == {*sets, "clean"} and set(op["sft"]) == {"humaneval", "clean"}
+    main = op["critic"]["humaneval"]
+    assert main["any_on_bug"]["value"] == 1.0  # the memorized critic finds its bug
+    assert main["silent_rate"]["value"] == 0.0
+    for name in ("top_on_bug", "line_precision", "backticks_verbatim", "with_backticks"):
+        ci = main[name]
+        assert set(ci) == {"value", "low", "high"} and ci["low"] <= ci["value"] <= ci["high"]
+    assert set(op["critic"]["clean"]) >= {"files", "false_alarm_rate", "backticks_verbatim"}
+
+    assert set(metrics["baselines"]) == {"random_line", "random_code_line", "longest_line"}
+    for base in metrics["baselines"].values():
+        assert set(base) == {*sets, "clean"}
+        assert base["humaneval"]["silent_rate"]["value"] == 0.0
+        assert base["clean"]["false_alarm_rate"]["value"] == 1.0
+    assert metrics["baselines"]["longest_line"]["humaneval"]["top_on_bug"]["value"] == 1.0  # the range line
+
+    sweep = metrics["min_score_sweep"]
+    assert [row["min_score"] for row in sweep] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert sweep[0]["humaneval"]["any_on_bug"] == main["any_on_bug"]  # min-score 0 is the set default
+    silent = [row["humaneval"]["silent_rate"]["value"] for row in sweep]
+    assert silent == sorted(silent)  # a higher threshold never reports more
+    rel = metrics["reliability"]
+    assert len(rel["bins"]) == 10 and rel["findings"] == sum(b["count"] for b in rel["bins"]) > 0
+    assert 0.0 <= rel["ece"] <= 1.0
+
     assert set(metrics["configs"]) == {
         "critic@lm=0",
         "critic@lm=1",
@@ -89,20 +301,32 @@ def test_eval_command_writes_metrics_and_plot(tmp_path, known_critic):
     fields = {"samples", "cbi_rate", "fake_problem_rate", "hallucinated_quote_rate", "nitpick_rate"}
     fields |= {"mean_highlights", "line_precision", "line_recall"}
     assert all(set(m) == fields for m in metrics["configs"].values())
-    assert metrics["configs"]["critic@lm=0"]["cbi_rate"] == 1.0  # the memorized critic finds its bug
-    assert metrics["configs"]["critic@single"]["cbi_rate"] == 1.0  # without FSBS too
+    assert metrics["configs"]["critic@lm=0"]["cbi_rate"] == 1.0
     assert [p["length_modifier"] for p in metrics["pareto"]] == [0.0, 1.0]
     assert metrics["per_bug_kind"] == {"off_by_one_range": {"samples": 2, "cbi_rate": 1.0}}
-    assert metrics["clean"]["files"] == 1 and 0.0 <= metrics["clean"]["silent_rate"] <= 1.0
-    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["clean"]["files"] == 2 and 0.0 <= metrics["clean"]["silent_rate"] <= 1.0
+    for plot in ("pareto.png", "reliability.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_eval_bad_data_is_one_line_error(tmp_path):
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--data", "{tmp}"], "dataset_dict.json"),
+        (["--split", "train"], "--split applies to --data only"),
+        (["--bootstrap", "0"], "--bootstrap must be at least 1"),
+        (["--stdlib-samples", "-1"], "--stdlib-samples must be at least 0"),
+        (["--length-modifiers", "a,b"], "--length-modifiers"),
+    ],
+)
+def test_eval_bad_input_is_one_line_error(tmp_path, args, text):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = subprocess.run(
-        [sys.executable, "-m", "critic.cli", "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "critic.cli", "eval", *args, "--out", str(tmp_path / "o")],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("critic: error: ") and "dataset_dict.json" in result.stderr
+    assert result.stderr.startswith("critic: error: ") and text in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -38,7 +38,7 @@ def finished_run(tmp_path_factory):
 
 def test_every_stage_runs_and_reports(finished_run):
     run, metrics, _ = finished_run
-    assert list(metrics) == [name for name in STAGES if name != "distill"]
+    assert list(metrics) == [name for name in STAGES if name not in ("pretrain", "distill")]
     report = json.loads((run / "report.json").read_text())
     assert 0.0 <= report["reward"]["eval_accuracy"] <= 1.0
     assert isinstance(report["ppo"]["reward_first"], float) and isinstance(
@@ -50,6 +50,7 @@ def test_every_stage_runs_and_reports(finished_run):
     for stage in ("sft", "reward", "ppo"):
         assert (run / stage / "model.safetensors").is_file()
         assert not list((run / stage).glob("*.bin"))
+        assert not (run / stage / "checkpoints").exists()  # removed when the stage finished
 
 
 def test_sampled_critiques_quote_the_code_verbatim(finished_run):
@@ -159,7 +160,8 @@ def test_killed_during_reward_then_rerun_finishes_without_redoing_sft(tmp_path):
 
 
 def test_lora_stages_from_an_existing_checkpoint(tmp_path):
-    """The GPU recipe's paths at tiny size: from a checkpoint, pre-training, LoRA in SFT, reward, PPO."""
+    """The GPU recipe's paths at tiny size: a pretrain stage continuing a checkpoint, LoRA in SFT (from
+    the pretrain stage's checkpoint), reward and PPO."""
     from critic.model import CriticConfig, new_causal_lm, save_checkpoint
     from critic.model.checkpoint import load_causal_lm
     from critic.tokenizer import load_tokenizer, save_tokenizer
@@ -168,16 +170,26 @@ def test_lora_stages_from_an_existing_checkpoint(tmp_path):
     save_checkpoint(new_causal_lm(CriticConfig.from_preset("tiny"), seed=5), base)
     save_tokenizer(load_tokenizer(), base)
     lora = {"lora_r": 4, "lora_alpha": 8}
+    sft = {k: v for k, v in MINIMAL["sft"].items() if k != "preset"}  # it starts from RUN/pretrain
     config = {
         **MINIMAL,
-        "sft": {**MINIMAL["sft"], "init": str(base), "pretrain_steps": 2, **lora},
+        "pretrain": {
+            "init": str(base),
+            "max_steps": 2,
+            "batch_size": 2,
+            "max_length": 128,
+            "max_tokens": 8192,
+        },
+        "sft": {**sft, **lora},
         "reward": {**MINIMAL["reward"], **lora},
         "ppo": {**MINIMAL["ppo"], **lora},
     }
     run = tmp_path / "run"
     metrics = run_pipeline(PipelineConfig.from_dict(config), run, log=lambda _: None)
-    assert set(metrics) == set(stages_of(PipelineConfig.from_dict(MINIMAL)))
-    for stage in ("sft", "ppo"):  # adapters merged: plain checkpoints that load strictly
+    assert list(metrics) == [name for name in STAGES if name != "distill"]
+    assert metrics["pretrain"]["steps"] == 2 and metrics["pretrain"]["corpus"]["tokens"] == 8192
+    assert metrics["sft"]["start"] == str(run / "pretrain")
+    for stage in ("pretrain", "sft", "ppo"):  # adapters merged: plain checkpoints that load strictly
         names = set(json.loads((run / stage / "config.json").read_text()))
         assert "base_model_name_or_path" not in names
         load_causal_lm(run / stage)
@@ -217,7 +229,9 @@ def test_quote_penalty_lowers_ppo_reward_for_hallucinated_quotes():
     assert torch.allclose(penalised, plain - torch.tensor([0.0, 2.5]))
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "gemma-2-2b.yaml"])
+@pytest.mark.parametrize(
+    "name", ["tiny.yaml", "gemma-2-2b.yaml", "default-critic.yaml", "distilled-critic.yaml"]
+)
 def test_shipped_configs_parse(name):
     from pathlib import Path
 

@@ -10,10 +10,14 @@ import importlib.resources
 import json
 import random
 import re
+import sysconfig
+from pathlib import Path
 
 import pytest
 
-from critic.tamper import BUG_KINDS, Tampering, candidate_sites, tamper
+from critic.critique import code_spans
+from critic.tamper import _FIRST_SENTENCE, _TEMPLATES, BUG_KINDS, Tampering, _fields, candidate_sites, tamper
+from critic.tamper_data import directory_items, humaneval_items
 
 REQUIRED_KINDS = {
     "flip_comparison",
@@ -164,7 +168,9 @@ def test_remove_statement_deletes_whole_lines_and_points_at_the_neighbour():
     deleted_call = by_line[1]  # `xs.sort()` follows `n += x`: the line before it is the bug line
     assert deleted_call.code == code.replace("        xs.sort()\n", "")
     assert deleted_call.bug_lines == [4]
-    assert "`xs.sort()`" in deleted_call.description
+    assert "xs.sort()" in deleted_call.description  # named, but not as inline code: it is gone
+    assert "`xs.sort()`" not in deleted_call.description
+    assert "`n += x`" in deleted_call.description  # where it was: a line the code still has
     for t in results:
         check_valid(code, t)
 
@@ -409,3 +415,84 @@ def test_human_eval_has_sites_of_every_kind():
         for kind, n in candidate_sites(code).items():
             totals[kind] += n
     assert all(n > 0 for n in totals.values()), totals
+
+
+# --- descriptions: inline code is always code the reviewer can see ---------------------------------
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s")  # as `critic review` cuts a comment's first sentence
+# Info every description of its kind has; the rest (snippets that are not one short line) may be
+# missing, and each kind needs a phrasing that does without them.
+ALWAYS = {
+    "q", "old", "old_op", "new_op", "effect", "boundary", "outcome", "note", "direction",
+    "old_sub", "old_name", "new_name", "name", "new_val", "old_val", "new_fn", "old_fn", "new_meaning",
+    "old_meaning", "new_m", "old_m", "removed", "where", "call_effect", "test", "guard_effect", "reverse",
+}  # fmt: skip
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence, where a sentence does not end inside inline code (`if a. b:`)."""
+    masked = re.sub(r"(`+)(.+?)\1", lambda m: "x" * len(m[0]), text)
+    return text[: len(SENTENCE_END.split(masked, maxsplit=1)[0])]
+
+
+ODD_CODES = [
+    'def tick(s, n):\n    if s.count("`") > n:\n        return s.split("``")[n - 1]\n    return s + "`"\n',
+    "def größe(wörter, n):\n    summe = 0\n    for i in range(n):\n        summe += len(wörter[i]) * 2\n"
+    '    return summe if summe < 100 else "zu groß"  # ü\n',
+]
+
+
+def test_every_description_kind_has_a_phrasing_that_needs_no_optional_snippet():
+    for key, templates in _TEMPLATES.items():
+        assert len(templates) >= 2, key
+        assert any(_fields(t) <= ALWAYS for t in templates), key
+
+
+def test_inline_code_in_descriptions_is_always_verbatim_tampered_code():
+    """What critics are trained to write: every backticked span of every description is text of the
+    tampered code (the fix and removed code are named in plain words), and the first sentence, which
+    `critic review` prints, is short."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    codes = [item.code for item in humaneval_items()] + ODD_CODES
+    for directory in ("email", "asyncio"):
+        codes += [item.code for item in directory_items(stdlib / directory)][:150]
+    assert len(codes) > 450
+    kinds, firsts, spans = set(), [], 0
+    for i, code in enumerate(codes):
+        for t in tamper(code, random.Random(i), max_samples=len(BUG_KINDS)):
+            kinds.add(t.bug_kind)
+            quoted = code_spans(t.description)
+            assert quoted, t.description  # it quotes the code it is about
+            for span in quoted:
+                assert span in t.code, (span, t.description)
+            spans += len(quoted)
+            first = first_sentence(t.description)
+            assert len(first) <= 200, t.description
+            firsts.append(len(first))
+    assert kinds == set(BUG_KINDS)
+    assert spans > 1.5 * len(firsts)
+    assert sum(n <= _FIRST_SENTENCE for n in firsts) >= 0.95 * len(firsts)
+
+
+def test_descriptions_name_the_fix_in_plain_words():
+    code = COUNT_SMALL
+    seen = set()
+    for seed in range(20):
+        [t] = tamper(code, random.Random(seed), kinds=["loosen_comparison"])
+        assert "`if x <= limit:`" in t.description
+        assert "<=" in t.description.replace("`if x <= limit:`", "")  # what is there, and ...
+        assert re.search(r"(?<![<`])<(?![=`])", t.description)  # ... the fix, < , in plain text
+        assert all(span in t.code for span in code_spans(t.description))
+        seen.add(t.description)
+    assert len(seen) >= 3
+
+
+def test_code_with_backticks_and_non_ascii_is_quoted_with_the_right_fence():
+    backticked = 0
+    for code in ODD_CODES:
+        for seed in range(10):
+            for t in tamper(code, random.Random(seed), max_samples=20):
+                quoted = code_spans(t.description)
+                assert quoted and all(span in t.code for span in quoted), t.description
+                backticked += any("`" in span for span in quoted)
+    assert backticked  # a snippet holding a backtick comes back whole from its ``fence``

@@ -1,5 +1,5 @@
-"""`critic train ...`: the RLHF stages (SFT -> [distill] -> sample -> rate -> reward -> PPO), alone or as a
-pipeline, and `critic train distill` from any teacher checkpoint."""
+"""`critic train ...`: the RLHF stages ([pretrain] -> SFT -> [distill] -> sample -> rate -> reward -> PPO),
+alone or as a pipeline, and `critic train distill` from any teacher checkpoint."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.console import Console
 from critic.errors import UserError
 
 app = typer.Typer(
-    help="Train a critic: SFT, distillation, critique sampling, rating, reward model, PPO.",
+    help="Train a critic: pre-training, SFT, distillation, critique sampling, rating, reward model, PPO.",
     no_args_is_help=True,
 )
 
@@ -21,12 +21,33 @@ ConfigOption = Annotated[Path, typer.Option("--config", help="Pipeline YAML (see
 OutOption = Annotated[Path, typer.Option("--out", help="Run directory (resumable).")]
 
 
-def _run(config: Path, out: Path, from_stage: str | None, until: str | None) -> None:
+SeedOption = Annotated[
+    int | None,
+    typer.Option("--seed", help="Set every stage's seed to this (RUN/manifest.json's config records it)."),
+]
+
+
+def with_seed(cfg, seed: int | None):
+    """`cfg` with every stage's `seed` set to `seed` (None: the config's own seeds)."""
+    import dataclasses
+
+    if seed is None:
+        return cfg
+    stages = {
+        f.name: dataclasses.replace(stage, seed=seed)
+        for f in dataclasses.fields(cfg)
+        if (stage := getattr(cfg, f.name)) is not None and hasattr(stage, "seed")
+    }
+    return dataclasses.replace(cfg, **stages)
+
+
+def _run(config: Path, out: Path, from_stage: str | None, until: str | None, seed: int | None = None) -> None:
     from rl.config import PipelineConfig
     from rl.pipeline import run_pipeline
 
     err = Console(stderr=True)
-    metrics = run_pipeline(PipelineConfig.from_yaml(config), out, from_stage, until, log=err.print)
+    cfg = with_seed(PipelineConfig.from_yaml(config), seed)
+    metrics = run_pipeline(cfg, out, from_stage, until, log=err.print)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, one summary
         err.print(f"report: {out / 'report.json'} ({', '.join(metrics)})")
 
@@ -36,20 +57,22 @@ def pipeline(
     config: ConfigOption,
     out: OutOption,
     from_stage: Annotated[str | None, typer.Option("--from", help="Rerun from this stage on.")] = None,
+    seed: SeedOption = None,
 ) -> None:
-    """Run every stage in order; stages already done in OUT are skipped."""
-    _run(config, out, from_stage, None)
+    """Run every stage in order; stages already done in OUT are skipped, and an interrupted trainer
+    stage (pretrain, sft, reward) resumes from its last checkpoint."""
+    _run(config, out, from_stage, None, seed)
 
 
 def _stage_command(name: str) -> None:
-    def command(config: ConfigOption, out: OutOption) -> None:
-        _run(config, out, name, name)
+    def command(config: ConfigOption, out: OutOption, seed: SeedOption = None) -> None:
+        _run(config, out, name, name, seed)
 
     command.__doc__ = f"Run (or rerun) only the {name} stage; earlier stages must be done in OUT."
     app.command(name)(command)
 
 
-for _name in ("sft", "sample", "rate", "reward", "ppo"):
+for _name in ("pretrain", "sft", "sample", "rate", "reward", "ppo"):
     _stage_command(_name)
 
 
