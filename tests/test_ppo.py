@@ -56,14 +56,22 @@ def checkpoints(tmp_path):
     return policy_dir, reward_dir
 
 
-def test_held_out_reward_is_deterministic_and_reads_the_saved_policy(checkpoints, tmp_path):
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 0.7, "samples": 3, "seed": 5, "batch_size": 4}])
+def test_held_out_reward_is_deterministic_and_reads_the_saved_policy(checkpoints, tmp_path, sampling):
     policy_dir, reward_dir = checkpoints
     codes = eval_codes(rows(functions=3, per_function=2), 3)
-    before = held_out_reward(policy_dir, reward_dir, codes, max_new_tokens=8)
-    assert held_out_reward(policy_dir, reward_dir, codes, max_new_tokens=8) == before
+    before = held_out_reward(policy_dir, reward_dir, codes, 8, **sampling)
+    assert held_out_reward(policy_dir, reward_dir, codes, 8, **sampling) == before
     # "after" reads the checkpoint run_ppo saves (merged, then save_pretrained): an untrained policy
-    # saved that way scores as it did before
+    # saved that way draws the same critiques and scores as it did before
     again = tmp_path / "again"
     merged(CriticForCausalLM.from_pretrained(policy_dir)).save_pretrained(again)
     load_hf_tokenizer(policy_dir).save_pretrained(again)
-    assert held_out_reward(again, reward_dir, codes, max_new_tokens=8) == pytest.approx(before, abs=1e-6)
+    assert held_out_reward(again, reward_dir, codes, 8, **sampling) == pytest.approx(before, abs=1e-6)
+
+
+def test_sampled_held_out_reward_depends_on_the_seed(checkpoints):
+    policy_dir, reward_dir = checkpoints
+    codes = eval_codes(rows(functions=3, per_function=1), 3)
+    scores = {held_out_reward(policy_dir, reward_dir, codes, 8, 1.0, samples=2, seed=s) for s in range(3)}
+    assert len(scores) > 1
