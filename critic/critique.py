@@ -66,6 +66,10 @@ INSTRUCTION = (
 # What a critic says of code it finds nothing wrong with: the reference a finding's confidence is
 # measured against, and the training target for clean code.
 NO_BUGS = "I found no bugs in this code."
+# The comment of a line claim. A finding's confidence is the reward model's score of its quote with this
+# comment, not with the policy's prose, against NO_BUGS: its belief that the quoted lines hold a bug,
+# which a comment that merely reads well cannot raise (the rank stage trains it, rl/pairs.py).
+LINE_CLAIM = "This is a bug."
 
 MatchKind = Literal["exact", "whitespace"]
 

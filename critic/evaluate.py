@@ -201,13 +201,25 @@ def ladder(
     length_modifiers: Sequence[float],
     sft_critic: Critic | None = None,
     progress: Progress | None = None,
+    searched: tuple[list | None, list | None] = (None, None),
 ) -> dict:
-    """The CriticGPT configurations: "configs", "pareto" and "per_bug_kind" of metrics.json."""
+    """The CriticGPT configurations: "configs", "pareto" and "per_bug_kind" of metrics.json.
 
-    def searched(name: str, who: Critic) -> list:
-        return search_all(who, samples, settings, None if progress is None else _stage(progress, name))
+    searched: FSBS results of the samples that the review operating point already has, for the
+    critic and the SFT critic (None for a sample it has not); the rest are searched here. Both searches
+    give the same candidates (same settings, and a prompt's random stream does not depend on its batch)."""
 
-    results = searched("FSBS (ladder)", critic)
+    def search(name: str, who: Critic, known: list | None) -> list:
+        known = known if known is not None else [None] * len(samples)
+        todo = [i for i, r in enumerate(known) if r is None]
+        tick = None if progress is None else _stage(progress, name)
+        found = search_all(who, [samples[i] for i in todo], settings, tick) if todo else []
+        results = list(known)
+        for i, result in zip(todo, found, strict=True):
+            results[i] = result
+        return results
+
+    results = search("FSBS (ladder)", critic, searched[0])
     configs: dict[str, dict] = {}
     pareto = []
     for lm in sorted(set(length_modifiers) | {settings.length_modifier}):
@@ -225,7 +237,7 @@ def ladder(
     configs["critic@single"] = asdict(judge(single_samples(critic, samples, settings), samples)[0])
     configs["random_line"] = asdict(judge(random_line_critiques(samples, settings.seed), samples)[0])
     if sft_critic is not None:
-        sft_results = searched("SFT FSBS (ladder)", sft_critic)
+        sft_results = search("SFT FSBS (ladder)", sft_critic, searched[1])
         key = f"sft@lm={settings.length_modifier:g}"
         configs[key] = asdict(judge(pick(sft_results, settings.length_modifier), samples)[0])
         configs["sft@single"] = asdict(judge(single_samples(sft_critic, samples, settings), samples)[0])
@@ -358,11 +370,12 @@ def reported(raw: list[Finding], code: str, settings: ReviewSettings, min_score:
 
 
 def review_raw(
-    critic: Critic, codes: Sequence[str], settings: ReviewSettings, progress=None
+    critic: Critic, codes: Sequence[str], settings: ReviewSettings, progress=None, searches=None
 ) -> list[list[Finding]]:
-    """Every raw finding `critic review` would weigh for each code, as if each were a file."""
+    """Every raw finding `critic review` would weigh for each code, as if each were a file (and, into
+    `searches`, each code's FSBS results, one per chunk)."""
     sources = [SourceFile(f"sample_{i}.py", code) for i, code in enumerate(codes)]
-    return raw_findings(critic, sources, settings, progress=progress)
+    return raw_findings(critic, sources, settings, progress=progress, searches=searches)
 
 
 def tampered_metrics(
@@ -505,18 +518,23 @@ def operating_point(
     resamples: int,
     progress: Progress | None = None,
     name: str = "review",
-) -> tuple[dict[str, dict], dict[str, list[list[Finding]]]]:
-    """OP / CLEAN of every set at the settings' operating point, and every set's raw findings. All
-    sets are reviewed in one run (a chunk's random stream does not depend on its batch)."""
+) -> tuple[dict[str, dict], dict[str, list[list[Finding]]], dict[str, list]]:
+    """OP / CLEAN of every set at the settings' operating point, every set's raw findings, and its
+    samples' FSBS results (None for a sample reviewed in other than one chunk). All sets are reviewed
+    in one run (a chunk's random stream does not depend on its batch)."""
     order = list(sets)
     codes = [s["code"] for key in order for s in sets[key]]
-    flat = review_raw(critic, codes, settings, None if progress is None else _stage(progress, name))
+    searches: list = []
+    flat = review_raw(critic, codes, settings, None if progress is None else _stage(progress, name), searches)
     raw: dict[str, list[list[Finding]]] = {}
+    results: dict[str, list] = {}
     at = 0
     for key in order:
         raw[key] = flat[at : at + len(sets[key])]
+        results[key] = [s[0] if len(s) == 1 else None for s in searches[at : at + len(sets[key])]]
         at += len(sets[key])
-    return {key: _metrics_at(key, sets[key], raw[key], settings, None, resamples) for key in order}, raw
+    op = {key: _metrics_at(key, sets[key], raw[key], settings, None, resamples) for key in order}
+    return op, raw, results
 
 
 def _metrics_at(key, samples, raw, settings, min_score, resamples: int, full: bool = True) -> dict:
@@ -575,7 +593,7 @@ def evaluate(
         raise ValueError("evaluate needs samples in the 'humaneval' set")
     sets = {key: sets[key] for key in TAMPERED_SETS if sets.get(key)}
     sets[CLEAN_SET] = clean_originals(sets["humaneval"])
-    op, raw = operating_point(critic, sets, settings, resamples, progress)
+    op, raw, searched = operating_point(critic, sets, settings, resamples, progress)
     report: dict = {
         "sample_sets": {
             key: {"samples": len(samples), "clusters": len({cluster_of(s) for s in samples})}
@@ -593,12 +611,23 @@ def evaluate(
             "min_score": settings.min_score,
         },
     }
+    sft_searched = None
     if sft_critic is not None:
         sft_sets = {key: sets[key] for key in ("humaneval", CLEAN_SET)}
-        report["operating_point"]["sft"] = operating_point(
+        sft_op, _, sft_searched = operating_point(
             sft_critic, sft_sets, settings, resamples, progress, "review (SFT)"
-        )[0]
-    report |= ladder(critic, sets["humaneval"], settings, length_modifiers, sft_critic, progress)
+        )
+        report["operating_point"]["sft"] = sft_op
+        sft_searched = sft_searched["humaneval"]
+    report |= ladder(
+        critic,
+        sets["humaneval"],
+        settings,
+        length_modifiers,
+        sft_critic,
+        progress,
+        searched=(searched["humaneval"], sft_searched),
+    )
     clean = op[CLEAN_SET]
     report["clean"] = {
         "files": clean["files"],

@@ -31,7 +31,6 @@ from critic.critique import (
     NO_BUGS,
     Highlight,
     build_prompt,
-    format_critique,
     open_highlight,
     parse_critique,
     terminate_critique,
@@ -39,6 +38,7 @@ from critic.critique import (
 )
 from critic.model import Gemma2CausalLM, Gemma2RewardModel
 from critic.quoting import QuoteConstraint, TokenTrie
+from critic.rating import line_claim
 from critic.sampling import Rows, extend, sample, select, start
 
 
@@ -217,7 +217,7 @@ class Critic:
         highlights = [
             parse_critique(b.critique, code).valid_highlights for b, code in zip(bests, codes, strict=True)
         ]
-        confidence = self._confidence(rm_rows, highlights)
+        confidence = self._confidence(rm_rows, codes, highlights)
         return [
             SearchResult(best, cands, list(zip(hs, conf, strict=True)))
             for best, cands, hs, conf in zip(bests, found, highlights, confidence, strict=True)
@@ -227,12 +227,18 @@ class Critic:
         text = self.tokenizer.decode([t for t in tokens if t not in self.stop_ids], skip_special_tokens=False)
         return text.replace("<eos>", "").replace("<pad>", "")
 
-    def _confidence(self, rm_rows: Rows, highlights: Sequence[Sequence[Highlight]]) -> list[list[float]]:
-        """How strongly the reward model prefers reporting each highlight alone over declaring the code
-        clean, as a probability (Bradley-Terry, then the critic's calibration): comparable across
-        files, unlike raw scores."""
+    def _confidence(
+        self, rm_rows: Rows, codes: Sequence[str], highlights: Sequence[Sequence[Highlight]]
+    ) -> list[list[float]]:
+        """How strongly the reward model prefers claiming each highlight's quote is a bug (`line_claim`)
+        over declaring the code clean, as a probability (Bradley-Terry, then the critic's calibration):
+        comparable across files, unlike raw scores, and a judgement of the code, not of the prose."""
         owners = [i for i, hs in enumerate(highlights) for _ in hs]
-        texts = [format_critique([h]) for hs in highlights for h in hs]
+        texts = [
+            line_claim(code, range(h.start_line, h.end_line + 1))
+            for code, hs in zip(codes, highlights, strict=True)
+            for h in hs
+        ]
         single = iter(self.score(rm_rows, owners, texts))
         with_any = [i for i, hs in enumerate(highlights) if hs]
         clean = dict(zip(with_any, self.score(rm_rows, with_any, [NO_BUGS] * len(with_any)), strict=True))

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from critic.critique import Highlight, format_critique, line_span_of, parse_critique
+from critic.critique import LINE_CLAIM, Highlight, format_critique, line_span_of, parse_critique
 
 __all__ = [
     "AUTO_RATER",
@@ -328,6 +328,12 @@ def gold_critique(code: str, bug_lines: Sequence[int], description: str, *, bugs
         for k, run in enumerate(_runs(bug_lines_)):
             pairs.append((_quote_covering(lines, run), description_ if k == 0 else "Same bug as above."))
     return format_critique(pairs)
+
+
+def line_claim(code: str, lines: Sequence[int]) -> str:
+    """The critique that quotes `lines` of `code` as the gold critique would and claims they are a bug,
+    saying nothing else (critic.critique.LINE_CLAIM)."""
+    return gold_critique(code, lines, LINE_CLAIM)
 
 
 def _quote_covering(lines: list[str], run: tuple[int, int]) -> str:

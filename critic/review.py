@@ -17,7 +17,7 @@ from pathlib import Path
 
 from critic.chunking import Chunk, chunk_source
 from critic.critique import Highlight
-from critic.fsbs import Critic
+from critic.fsbs import Critic, SearchResult
 from critic.rules import classify
 from critic.settings import ReviewSettings
 
@@ -28,6 +28,7 @@ MIN_QUOTE_CHARS = 4
 _IGNORE_FILE = re.compile(r"#\s*critic:\s*ignore-file\b")
 _IGNORE_LINE = re.compile(r"#\s*critic:\s*ignore(?:\[(?P<codes>[A-Z0-9,\s]+)\])?(?![-\w])")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_INLINE_CODE = re.compile(r"(`+)[^`]*?\1")
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,11 @@ def raw_findings(
     settings: ReviewSettings,
     changed: dict[str, set[int]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    searches: list[list[SearchResult]] | None = None,
 ) -> list[list[Finding]]:
     """Every highlight of FSBS's pick that quotes the code, per source, before `filter_findings`
-    (`review` is exactly `filter_findings` of these, so an evaluation can sweep min-score post hoc)."""
+    (`review` is exactly `filter_findings` of these, so an evaluation can sweep min-score post hoc).
+    With `searches`, it also receives each source's FSBS results, one per chunk."""
     jobs: list[_Job] = []
 
     def count(text: str) -> int:
@@ -116,6 +119,8 @@ def raw_findings(
             if lines is None or any(n in lines for n in chunk.lines):
                 jobs.append(_Job(index, chunk))
     raw: list[list[Finding]] = [[] for _ in sources]
+    if searches is not None:
+        searches[:] = [[] for _ in sources]
     done = 0
     for start in range(0, len(jobs), CHUNKS_PER_BATCH):
         batch = jobs[start : start + CHUNKS_PER_BATCH]
@@ -125,6 +130,8 @@ def raw_findings(
         for job, result in zip(batch, results, strict=True):
             source = sources[job.file]
             raw[job.file].extend(_finding(source, job.chunk, h, score) for h, score in result.findings)
+            if searches is not None:
+                searches[job.file].append(result)
         done += len(batch)
         if progress is not None:
             progress(done, len(jobs))
@@ -162,10 +169,20 @@ def _column(line: str, fragment: str) -> int:
     return at if at >= 0 else len(line) - len(line.lstrip())
 
 
-def _first_sentence(comment: str) -> str:
+def _first_sentence(comment: str, width: int = 160) -> str:
+    """The comment's first sentence, on one line and at most `width` characters. A full stop inside
+    inline code (`a. b`) ends no sentence, and a cut never leaves a code span open."""
     flat = " ".join(comment.split())
-    sentence = _SENTENCE_END.split(flat, maxsplit=1)[0]
-    return sentence if len(sentence) <= 160 else sentence[:157].rstrip() + "..."
+    masked = _INLINE_CODE.sub(lambda m: "x" * len(m.group()), flat)
+    end = _SENTENCE_END.search(masked)
+    sentence = flat[: end.start()] if end else flat
+    if len(sentence) <= width:
+        return sentence
+    cut = sentence[: width - 3]
+    opened = [m for m in _INLINE_CODE.finditer(sentence) if m.start() < len(cut) < m.end()]
+    if opened:  # cut before the span rather than inside it
+        cut = cut[: opened[0].start()]
+    return cut.rstrip() + "..."
 
 
 def filter_findings(

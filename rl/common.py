@@ -119,6 +119,15 @@ def finish_checkpoints(out: Path) -> None:
     shutil.rmtree(Path(out) / CHECKPOINTS, ignore_errors=True)
 
 
+def save_stage(accelerator, model, tokenizer, out: Path) -> None:
+    """The finished stage's save_pretrained directory, tokenizer included, written by the main process,
+    which then drops the stage's checkpoints."""
+    if accelerator.is_main_process:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        finish_checkpoints(out)
+
+
 def skip_final_checkpoint():
     """A callback: the Trainer saves a checkpoint at max_steps too, but a finished stage writes its
     model with save_pretrained and deletes its checkpoints, so that last save would only cost time (for

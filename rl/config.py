@@ -145,6 +145,24 @@ class RateStage:
 
 
 @dataclass
+class RankStage:
+    """Ranking warm-up of the reward model on packed synthetic orderings (rl/rank.py), before the reward
+    stage, which then starts from this stage's checkpoint instead of the policy."""
+
+    negatives: int = 6  # the gold critique moved to this many other lines, per tampered sample
+    clean_negatives: int = 2  # ... and to this many lines of its untampered original
+    line_claims: bool = True  # also rank line claims of the same lines: what a finding's confidence scores
+    max_steps: int = 1000
+    batch_size: int = 8  # packed rows (one prompt and all its critiques each) per step
+    learning_rate: float = 3e-4
+    warmup_ratio: float = 0.02
+    max_length: int = 1024  # tokens of a packed row; critiques that do not fit are left out
+    save_steps: int = 100
+    eval_samples: int = 256  # validation samples whose orderings measure held-out accuracy
+    seed: int = 0
+
+
+@dataclass
 class RewardStage(LoraOptions):
     max_steps: int = 150
     batch_size: int = 8
@@ -187,6 +205,7 @@ class PipelineConfig:
     distill: DistillStage | None = field(default=None, metadata={"section": DistillStage})  # off unless given
     sample: SampleStage = field(default_factory=SampleStage)
     rate: RateStage = field(default_factory=RateStage)
+    rank: RankStage | None = field(default=None, metadata={"section": RankStage})
     reward: RewardStage = field(default_factory=RewardStage)
     ppo: PPOStage = field(default_factory=PPOStage)
     calibrate: CalibrateStage | None = field(default=None, metadata={"section": CalibrateStage})

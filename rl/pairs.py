@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from critic.critique import NO_BUGS, code_spans, terminate_critique
-from critic.rating import gold_critique
+from critic.rating import gold_critique, line_claim
 from rl.common import request
 
 # A backticked span this large a share of the bug line is the quote of the line itself, which a
@@ -75,24 +76,63 @@ def misplaced_critique(
     return gold_critique(code, [line], _comment_for(description, bug_text, other))
 
 
-def synthetic_pairs(row: dict, negatives: int, rng: random.Random) -> Iterator[tuple[str, str, str]]:
-    """(prompt, chosen, rejected) for one tampered sample and its untampered original."""
+@dataclass
+class Ranking:
+    """Critiques of one prompt and the orderings the rubric fixes among them: (better, worse) indices."""
+
+    prompt: str
+    critiques: list[str]
+    wins: list[tuple[int, int]]
+
+    def pairs(self) -> Iterator[tuple[str, str, str]]:
+        for better, worse in self.wins:
+            yield self.prompt, self.critiques[better], self.critiques[worse]
+
+
+def synthetic_rankings(
+    row: dict, negatives: int, rng: random.Random, clean_negatives: int = 1, claims: bool = False
+) -> Iterator[Ranking]:
+    """The rankings of one tampered sample, then of its untampered original (if it has one).
+
+    With `claims`, each also ranks line claims (critic.critique.LINE_CLAIM), which is how a finding's
+    confidence is scored: the bug's lines claimed > "no bugs" > the same lines as the other
+    critiques claimed. They share one comment, so only the code can tell them apart; the moved
+    description of a misplaced critique can also be told from the gold by how it fits the line it
+    quotes, which teaches consistency, not where bugs are."""
     code, bug_lines, description = row["code"], row["bug_lines"], row["description"]
     gold = gold_critique(code, bug_lines, description)
-    prompt = request(code)
-    yield prompt, gold, NO_BUGS
+    critiques, wins = [gold, NO_BUGS], [(0, 1)]
     others = _other_lines(code, set(bug_lines), negatives, rng)
     for line in others:
-        yield prompt, NO_BUGS, misplaced_critique(code, line, description, bug_lines)
+        wins.append((1, len(critiques)))
+        critiques.append(misplaced_critique(code, line, description, bug_lines))
     if others:
-        extra = misplaced_critique(code, others[0], description, bug_lines)
-        both = [gold, extra] if rng.random() < 0.5 else [extra, gold]
-        yield prompt, gold, "\n\n".join(both)
+        extra = critiques[2]
+        wins.append((0, len(critiques)))
+        critiques.append("\n\n".join([gold, extra] if rng.random() < 0.5 else [extra, gold]))
+    if claims:
+        wins.append((len(critiques), 1))
+        critiques.append(line_claim(code, bug_lines))
+        for line in others:
+            wins.append((1, len(critiques)))
+            critiques.append(line_claim(code, [line]))
+    yield Ranking(request(code), critiques, wins)
     original = row["original"]
     if original and original != code:
-        clean = _other_lines(original, set(), 1, rng)
-        for line in clean:
-            yield request(original), NO_BUGS, misplaced_critique(original, line, description, bug_lines, code)
+        clean = [NO_BUGS]
+        lines = _other_lines(original, set(), clean_negatives, rng)
+        for line in lines:
+            clean.append(misplaced_critique(original, line, description, bug_lines, code))
+        if claims:
+            clean += [line_claim(original, [line]) for line in lines]
+        if len(clean) > 1:
+            yield Ranking(request(original), clean, [(0, i) for i in range(1, len(clean))])
+
+
+def synthetic_pairs(row: dict, negatives: int, rng: random.Random) -> Iterator[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) for one tampered sample and its untampered original."""
+    for ranking in synthetic_rankings(row, negatives, rng):
+        yield from ranking.pairs()
 
 
 def synthetic_preferences(rows, negatives: int, seed: int) -> dict[str, list]:

@@ -25,17 +25,18 @@ from critic.errors import UserError
 from rl.common import write_json
 from rl.config import PipelineConfig
 
-STAGES = ("data", "pretrain", "sft", "distill", "sample", "rate", "reward", "ppo", "calibrate")
-DISTRIBUTED = {"pretrain", "sft", "distill", "reward", "ppo"}  # TRL trainers: every process takes part
-RESUMABLE = {"pretrain", "sft", "reward"}  # a partial stage directory is kept: its checkpoints resume it
+STAGES = ("data", "pretrain", "sft", "distill", "sample", "rate", "rank", "reward", "ppo", "calibrate")
+DISTRIBUTED = {"pretrain", "sft", "distill", "rank", "reward", "ppo"}  # trainers: every process takes part
+RESUMABLE = {"pretrain", "sft", "rank", "reward"}  # a partial stage directory is kept: its checkpoints resume
 
 
 def stages_of(cfg: PipelineConfig) -> tuple[str, ...]:
-    """The stages a config runs: pretrain, distill and calibrate only when it has their sections;
+    """The stages a config runs: pretrain, distill, rank and calibrate only when it has their sections;
     with a teacher from outside the run, no sft stage trains one."""
     skipped = set() if cfg.pretrain is not None else {"pretrain"}
     skipped |= {"distill"} if cfg.distill is None else {"sft"} if cfg.distill.teacher else set()
     skipped |= {"calibrate"} if cfg.calibrate is None else set()
+    skipped |= {"rank"} if cfg.rank is None else set()
     return tuple(name for name in STAGES if name not in skipped)
 
 
@@ -119,10 +120,18 @@ def _stage_rate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     return run_rate(cfg.rate, _load(run / "sample"), out, _load(run / "data"))
 
 
+def _stage_rank(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from rl.rank import run_rank
+
+    assert cfg.rank is not None
+    return run_rank(cfg.rank, _load(run / "data"), policy_dir(cfg, run), out)
+
+
 def _stage_reward(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from rl.reward import run_reward
 
-    return run_reward(cfg.reward, _load(run / "rate"), policy_dir(cfg, run), out)
+    start = policy_dir(cfg, run) if cfg.rank is None else run / "rank"
+    return run_reward(cfg.reward, _load(run / "rate"), start, out)
 
 
 def _stage_ppo(cfg: PipelineConfig, run: Path, out: Path) -> dict:
@@ -145,6 +154,7 @@ RUNNERS: dict[str, Callable[[PipelineConfig, Path, Path], dict]] = {
     "distill": _stage_distill,
     "sample": _stage_sample,
     "rate": _stage_rate,
+    "rank": _stage_rank,
     "reward": _stage_reward,
     "ppo": _stage_ppo,
     "calibrate": _stage_calibrate,

@@ -8,36 +8,65 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from datasets import Dataset, DatasetDict
 from torch import nn
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from critic.critique import END_OF_TURN, critique_completion_end, parse_critique, split_request
-from critic.model import CriticForCausalLM, CriticForSequenceClassification, load_causal_lm, load_reward_model
+from critic.critique import (
+    END_OF_TURN,
+    critique_completion_end,
+    parse_critique,
+    split_request,
+    terminate_critique,
+)
+from critic.model import CriticForCausalLM, CriticForSequenceClassification, load_causal_lm
 from critic.sampling import generate
 from critic.tokenizer import load_hf_tokenizer, load_tokenizer
 from rl.common import check_checkpoint, merged, request, trainer_defaults
 from rl.config import PPOStage
 
 
-def quotes_missing_code(text: str) -> bool:
-    """Whether the critique in a decoded request+critique quotes code that is not in the code."""
-    parts = split_request(text)
+def quotes_missing_code(code: str, critique: str) -> bool:
+    """Whether a critique quotes code that is not in `code`."""
+    return bool(parse_critique(critique, code).hallucinated)
+
+
+def critique_of(text: str) -> tuple[str, str] | None:
+    """(code, critique) of a decoded request and sampled answer, the answer cut where the model ended
+    its turn; None if `text` holds no request."""
+    parts = split_request(text.replace("<pad>", ""))
     if parts is None:
-        return False
-    code, critique = parts
-    end = critique_completion_end(critique)
-    return bool(parse_critique(critique if end is None else critique[:end], code).hallucinated)
+        return None
+    code, answer = parts
+    end = critique_completion_end(answer)
+    return code, (answer if end is None else answer[:end]).replace("<eos>", "")
 
 
-class QuotePenalty(nn.Module):
-    """The reward model's score minus `penalty` for every critique with a hallucinated quote.
+@torch.no_grad()
+def critique_scores(reward_model: nn.Module, tokenizer, pairs: list[tuple[str, str]]) -> torch.Tensor:
+    """Reward-model scores of (code, critique) pairs, each read exactly as `critic review` scores a
+    critique (critic.fsbs): the request, the critique ended as a model turn, then <eos>. The policy's
+    raw tokens are not: a critique cut short by the response length, or followed by tokens after its
+    end of turn, is text the reward model never saw in training."""
+    texts = [request(code) + terminate_critique(critique) + tokenizer.eos_token for code, critique in pairs]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        enc = tokenizer(texts, padding=True, return_tensors="pt").to(next(reward_model.parameters()).device)
+    finally:
+        tokenizer.padding_side = side
+    return reward_model(**enc).logits[:, 0].float()
 
-    TRL's PPO reads rewards as `model.score(getattr(model, model.base_model_prefix)(...).hidden_states[-1])`;
-    this wrapper's backbone sees the token ids, so its score head can subtract the penalty without any
-    change to TRL.
+
+class CritiqueReward(nn.Module):
+    """The reward PPO optimizes: `critique_scores` of each rollout, minus `penalty` for a critique that
+    quotes code that is not in the code.
+
+    TRL's PPO reads rewards as `model.score(getattr(model, model.base_model_prefix)(...).hidden_states[-1])`
+    at each rollout's last token; this wrapper's backbone decodes the rollouts, scores them whole and
+    hands the scores on as that hidden state, so no change to TRL is needed.
     """
 
     base_model_prefix = "backbone"
@@ -45,17 +74,19 @@ class QuotePenalty(nn.Module):
     def __init__(self, reward_model: nn.Module, tokenizer, penalty: float) -> None:
         super().__init__()
         self.reward_model, self.tokenizer, self.penalty = reward_model, tokenizer, penalty
-        self._penalties: torch.Tensor | None = None
 
-    def backbone(self, input_ids: torch.Tensor, **kwargs):
+    def backbone(self, input_ids: torch.Tensor, **kwargs) -> SimpleNamespace:
         texts = self.tokenizer.batch_decode(input_ids, skip_special_tokens=False)
-        flags = [quotes_missing_code(t) for t in texts]
-        self._penalties = torch.tensor(flags, dtype=torch.float32, device=input_ids.device) * self.penalty
-        return getattr(self.reward_model, self.reward_model.base_model_prefix)(input_ids=input_ids, **kwargs)
+        pairs = [critique_of(t) or ("", t) for t in texts]
+        scores = critique_scores(self.reward_model, self.tokenizer, pairs)
+        if self.penalty:
+            flags = torch.tensor([quotes_missing_code(code, c) for code, c in pairs], device=scores.device)
+            scores = scores - flags.float() * self.penalty
+        hidden = scores.to(input_ids.device)[:, None, None].expand(-1, input_ids.shape[1], 1)
+        return SimpleNamespace(hidden_states=(hidden,))
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        scores = self.reward_model.score(hidden)
-        return scores - self._penalties.to(scores.dtype)[:, None, None]
+        return hidden
 
 
 def eval_codes(rows: Dataset, n: int) -> list[str]:
@@ -86,27 +117,27 @@ def held_out_reward(
     seed: int = 0,
     batch_size: int = 16,
 ) -> float:
-    """The reward model's mean score of the policy's critiques of `codes`: greedy (temperature 0), or
-    `samples` critiques per code drawn at `temperature` from generators seeded by `seed`. Deterministic:
-    the same policy, codes and seed give the same critiques, so the measurements before and after PPO
-    use the same random draws and differ only by the policy."""
-    policy, reward = load_causal_lm(policy_dir), load_reward_model(reward_dir)
-    tokenizer = load_tokenizer(policy_dir)
+    """The reward model's mean score (`critique_scores`) of the policy's critiques of `codes`: greedy
+    (temperature 0), or `samples` critiques per code drawn at `temperature` from generators seeded by
+    `seed`. Deterministic: the same policy, codes and seed give the same critiques, so the measurements
+    before and after PPO use the same random draws and differ only by the policy."""
+    policy = load_causal_lm(policy_dir)
+    reward = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1).eval()
+    tokenizer, hf_tokenizer = load_tokenizer(policy_dir), load_hf_tokenizer(policy_dir)
     eot, eos = tokenizer.token_to_id(END_OF_TURN), policy.config.eos_token_id
     samples = 1 if temperature <= 0 else samples
-    prompts = [tokenizer.encode(request(code)).ids for code in codes for _ in range(samples)]
-    scores = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
+    codes = [code for code in codes for _ in range(samples)]
+    scores: list[torch.Tensor] = []
+    for start in range(0, len(codes), batch_size):
+        batch = codes[start : start + batch_size]
+        prompts = [tokenizer.encode(request(code)).ids for code in batch]
         completions = generate(
-            policy, batch, max_new_tokens, stop_ids=[eos, eot], temperature=temperature, seed=seed + start
+            policy, prompts, max_new_tokens, stop_ids=[eos, eot], temperature=temperature, seed=seed + start
         )
-        for prompt, completion in zip(batch, completions, strict=True):
-            ids = prompt + completion
-            if not ids or ids[-1] != eos:
-                ids = ids + [eos]  # the reward model reads the end-of-sequence token, as it was trained
-            scores.append(reward(torch.tensor([ids])).item())
-    return sum(scores) / len(scores)
+        critiques = [tokenizer.decode(c, skip_special_tokens=False) for c in completions]
+        pairs = [(code, critique_of(request(code) + c)[1]) for code, c in zip(batch, critiques, strict=True)]
+        scores.append(critique_scores(reward, hf_tokenizer, pairs))
+    return torch.cat(scores).mean().item()
 
 
 def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out: Path) -> dict:
@@ -129,8 +160,7 @@ def run_ppo(cfg: PPOStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, o
     reference = None if lora else CriticForCausalLM.from_pretrained(sft_dir)
     value = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
     reward = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
-    if cfg.hallucination_penalty:
-        reward = QuotePenalty(reward, tokenizer, cfg.hallucination_penalty)
+    reward = CritiqueReward(reward, tokenizer, cfg.hallucination_penalty)
     prompts = Dataset.from_dict(
         {"input_ids": [tokenizer(request(c))["input_ids"] for c in data["train"]["code"]]}
     )

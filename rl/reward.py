@@ -1,5 +1,6 @@
-"""Reward model: TRL's RewardTrainer on within-task preferences, started from the SFT policy; a rerun
-of an interrupted stage resumes from its last checkpoint in out/checkpoints."""
+"""Reward model: TRL's RewardTrainer on within-task preferences, started from the SFT policy (or from
+the rank stage's checkpoint, rl/rank.py); a rerun of an interrupted stage resumes from its last
+checkpoint in out/checkpoints."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from critic.model import CriticForSequenceClassification
 from critic.tokenizer import load_hf_tokenizer
 from rl.common import (
     check_checkpoint,
-    finish_checkpoints,
     merged,
     resumable_args,
     resume_point,
     resumed_step,
+    save_stage,
     skip_final_checkpoint,
 )
 from rl.config import RewardStage
@@ -71,14 +72,12 @@ def run_reward(cfg: RewardStage, ratings: DatasetDict, policy_dir: Path, out: Pa
     result = trainer.train(resume_from_checkpoint=checkpoint)
     model = merged(trainer.model)
     accuracy = pairwise_accuracy(model, tokenizer, held_out, cfg.max_length)
-    if trainer.accelerator.is_main_process:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        finish_checkpoints(out)
+    save_stage(trainer.accelerator, model, tokenizer, out)
     return {
         "loss": result.training_loss,
         "steps": result.global_step,
         "resumed_from": resumed_step(checkpoint),
+        "start": str(policy_dir),
         "eval_accuracy": accuracy,
         "eval_accuracy_before": before,
         "eval_pairs": len(held_out),

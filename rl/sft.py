@@ -24,13 +24,13 @@ from critic.tokenizer import load_hf_tokenizer, stdlib_files
 from rl.common import (
     BOS,
     check_checkpoint,
-    finish_checkpoints,
     merged,
     reference_completion,
     request,
     resumable_args,
     resume_point,
     resumed_step,
+    save_stage,
     skip_final_checkpoint,
 )
 from rl.config import SFTStage
@@ -122,8 +122,5 @@ def run_sft(cfg: SFTStage, data: DatasetDict, out: Path) -> dict:
     logged = [h for h in trainer.state.log_history if h.get("step", 0) > resumed]
     tokens = max((h.get("num_tokens", 0.0) for h in logged), default=0.0)
     metrics["tokens_per_second"] = tokens / result.metrics["train_runtime"]
-    if trainer.accelerator.is_main_process:
-        merged(trainer.model).save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        finish_checkpoints(out)
+    save_stage(trainer.accelerator, merged(trainer.model), tokenizer, out)
     return metrics

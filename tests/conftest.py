@@ -134,6 +134,32 @@ def known_critic(tmp_path_factory):
     return policy, reward
 
 
+# --- interrupted training stages ---------------------------------------------------------------
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture
+def interrupt_after_checkpoint(monkeypatch):
+    """Make the next Trainer checkpoint of each output directory the last thing a run does, as if it
+    were killed right after writing it."""
+    from transformers import Trainer
+
+    save = Trainer._save_checkpoint
+    interrupted: set[str] = set()
+
+    def save_then_stop(self, model, trial):
+        save(self, model, trial)
+        if self.args.output_dir not in interrupted:
+            interrupted.add(self.args.output_dir)
+            raise Interrupt(f"stopped after step {self.state.global_step}")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_stop)
+    return monkeypatch
+
+
 # --- the annotation app's database, on SQLite and (when configured) PostgreSQL --------------------
 
 

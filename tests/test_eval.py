@@ -210,6 +210,37 @@ def test_post_hoc_filter_equals_review(known_critic):
         assert reported(r, code, settings) == expected
 
 
+def test_the_ladder_reuses_the_operating_points_searches(known_critic):
+    """The ladder's FSBS picks are the review's own (same settings, same random streams), so it takes
+    them from the operating point instead of searching every sample twice."""
+    from critic.evaluate import CLEAN_SET, ladder, operating_point
+    from critic.review import load_critic
+    from critic.settings import ReviewSettings
+
+    policy, reward = known_critic
+    fast = dict(samples=2, rounds=2, keep=1, max_new_tokens=24, temperature=0.5)
+    settings = ReviewSettings(model=policy, reward_model=reward, **fast)
+    critic = load_critic(settings)
+    description = "`for i in range(len(xs) - 1):` skips the last element."
+    samples = [
+        {
+            "task_id": f"t{i}",
+            "code": code,
+            "bug_lines": [BUG_LINE],
+            "description": description,
+            "bug_kind": "k",
+        }
+        for i, code in enumerate([BUGGY_CODE, with_comment("# critic: ignore")])
+    ]
+    sets = {"humaneval": samples, CLEAN_SET: [dict(samples[0], code=FIXED, bug_lines=[])]}
+    _, _, searched = operating_point(critic, sets, settings, resamples=10)
+    assert all(r is not None for r in searched["humaneval"])
+    known = [searched["humaneval"][0], None]  # the second is searched anew
+    assert ladder(critic, samples, settings, [0, 1], searched=(known, None)) == ladder(
+        critic, samples, settings, [0, 1]
+    )
+
+
 # -- the command ----------------------------------------------------------------------------------------
 
 STDLIB_FILE = """def scale(values, factor):

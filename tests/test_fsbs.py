@@ -81,6 +81,26 @@ def test_reward_scores_are_exactly_the_plain_forward(random_critic):
         assert score == pytest.approx(expected, abs=1e-5)
 
 
+def test_a_findings_confidence_is_the_reward_models_belief_in_its_line_claim(random_critic):
+    """The confidence scores the quoted lines with one fixed comment, not the policy's prose."""
+    import math
+
+    from critic.critique import NO_BUGS
+    from critic.rating import line_claim
+    from critic.sampling import start
+
+    settings = FSBSSettings(samples=2, rounds=2, keep=1, max_new_tokens=12)
+    prompt = random_critic.prompt_ids(BUGGY_CODE)
+    (result,) = random_critic.search([prompt], [BUGGY_CODE], settings, seed=0)
+    assert result.findings
+    rows = start(random_critic.reward, [prompt])
+    clean = random_critic.score(rows, [0], [NO_BUGS])[0]
+    for highlight, confidence in result.findings:
+        claim = line_claim(BUGGY_CODE, range(highlight.start_line, highlight.end_line + 1))
+        margin = random_critic.score(rows, [0], [claim])[0] - clean
+        assert confidence == pytest.approx(1 / (1 + math.exp(-margin)), abs=1e-5)
+
+
 def test_settings_are_validated():
     for bad in (dict(samples=0), dict(keep=5, samples=4), dict(rounds=0), dict(temperature=-1)):
         with pytest.raises(ValueError):

@@ -8,7 +8,7 @@ from collections import Counter
 from conftest import BUG_LINE, BUGGY_CODE
 
 from critic.critique import NO_BUGS, parse_critique, split_request
-from rl.pairs import synthetic_pairs, synthetic_preferences
+from rl.pairs import synthetic_pairs, synthetic_preferences, synthetic_rankings
 
 ORIGINAL = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
 ROW = {
@@ -57,3 +57,20 @@ def test_preference_columns_are_deterministic():
     assert set(a) == {"task_id", "prompt", "chosen", "rejected", "margin"}
     assert all(c.endswith("<end_of_turn>") for c in a["chosen"] + a["rejected"])
     assert len(a["prompt"]) == 2 * (1 + 3 + 1 + 1)
+
+
+def test_line_claims_differ_only_in_the_lines_they_quote():
+    """The orderings that teach a finding's confidence: one comment for every line, so only the code
+    can tell the bug's line from another."""
+    from critic.critique import LINE_CLAIM
+
+    tampered, clean = synthetic_rankings(ROW, negatives=2, rng=random.Random(0), claims=True)
+    claims = [i for i, c in enumerate(tampered.critiques) if c.endswith(LINE_CLAIM)]
+    assert len(claims) == 3
+    bug_claim, *other_claims = claims
+    assert lines_of(tampered.critiques[bug_claim], BUGGY_CODE) == {BUG_LINE}
+    no_bugs = tampered.critiques.index(NO_BUGS)
+    assert (bug_claim, no_bugs) in tampered.wins
+    assert all((no_bugs, i) in tampered.wins for i in other_claims)
+    assert all(BUG_LINE not in lines_of(tampered.critiques[i], BUGGY_CODE) for i in other_claims)
+    assert sum(c.endswith(LINE_CLAIM) for c in clean.critiques) == 1 and clean.critiques[0] == NO_BUGS

@@ -198,35 +198,43 @@ def test_lora_stages_from_an_existing_checkpoint(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_quote_penalty_lowers_ppo_reward_for_hallucinated_quotes():
+def test_ppo_reward_scores_critiques_as_review_does_and_penalises_made_up_quotes():
+    """PPO's reward is the reward model's score of each critique read as `critic review` reads it
+    (cut at its end of turn, ended, then <eos>), minus the penalty for a quote that is not in the code."""
     from trl.experimental.utils import get_reward
 
-    from critic.critique import build_prompt
     from critic.model import CriticForSequenceClassification, to_hf_config
     from critic.model.config import CriticConfig
     from critic.tokenizer import load_hf_tokenizer
-    from rl.ppo import QuotePenalty
+    from rl.common import request
+    from rl.ppo import CritiqueReward, critique_scores
 
     tokenizer = load_hf_tokenizer()
     torch.manual_seed(0)
     model = CriticForSequenceClassification(
         to_hf_config(CriticConfig.from_preset("tiny"), num_labels=1)
     ).eval()
-    prompt = tokenizer(build_prompt("def add(a, b):\n    return a - b\n"))["input_ids"]
-    answers = [
-        "```\nreturn a - b\n```\nShould add.<end_of_turn>",
-        "```\nreturn a * b\n```\nWrong.<end_of_turn>",
+    code = "def add(a, b):\n    return a - b"
+    prompt = tokenizer(request(code))["input_ids"]
+    critiques = ["```\nreturn a - b\n```\nShould add.", "```\nreturn a * b\n```\nWrong."]
+    answers = [critiques[0] + "<end_of_turn>", critiques[1] + "<end_of_turn>\nsampled past the end"]
+    responses = [
+        tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for a in answers
     ]
-    responses = [tokenizer(a)["input_ids"] + [tokenizer.eos_token_id] for a in answers]
     width = max(map(len, responses))
-    rows = [prompt + r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses]
-    batch = torch.tensor(rows)
+    batch = torch.tensor([prompt + r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses])
     with torch.no_grad():
-        _, plain, _ = get_reward(model, batch, tokenizer.pad_token_id, len(prompt))
-        _, penalised, _ = get_reward(
-            QuotePenalty(model, tokenizer, 2.5), batch, tokenizer.pad_token_id, len(prompt)
+        _, got, _ = get_reward(
+            CritiqueReward(model, tokenizer, 2.5), batch, tokenizer.pad_token_id, len(prompt)
         )
-    assert torch.allclose(penalised, plain - torch.tensor([0.0, 2.5]))
+        alone = [
+            model(**tokenizer(request(code) + c + "<end_of_turn><eos>", return_tensors="pt")).logits[0, 0]
+            for c in critiques
+        ]
+    assert torch.allclose(
+        critique_scores(model, tokenizer, [(code, c) for c in critiques]), torch.stack(alone)
+    )
+    assert torch.allclose(got, torch.stack(alone) - torch.tensor([0.0, 2.5]), atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import Interrupt
 from datasets import Dataset
 from safetensors.torch import load_file
 
@@ -110,29 +111,6 @@ def test_config_errors():
     with pytest.raises(UserError, match="warmup_ratio"):
         PipelineConfig.from_dict({"pretrain": {"warmup_ratio": 1.5}})
     assert PipelineConfig.from_dict({"pretrain": {"sources": "stdlib"}}).pretrain.sources == ["stdlib"]
-
-
-class Interrupt(Exception):
-    pass
-
-
-@pytest.fixture
-def interrupt_after_checkpoint(monkeypatch):
-    """Make the next Trainer checkpoint of each output directory the last thing a run does, as if it
-    were killed right after writing it."""
-    from transformers import Trainer
-
-    save = Trainer._save_checkpoint
-    interrupted: set[str] = set()
-
-    def save_then_stop(self, model, trial):
-        save(self, model, trial)
-        if self.args.output_dir not in interrupted:
-            interrupted.add(self.args.output_dir)
-            raise Interrupt(f"stopped after step {self.state.global_step}")
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_stop)
-    return monkeypatch
 
 
 def test_interrupted_pretrain_and_sft_resume_from_their_checkpoints(tmp_path, interrupt_after_checkpoint):

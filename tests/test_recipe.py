@@ -26,6 +26,7 @@ def toy_recipe() -> dict:
     raw["pretrain"] |= {"max_length": 128, "save_steps": 2}
     raw["sft"] |= {"max_steps": 3, "batch_size": 2}
     raw["sample"] |= {"samples_per_task": 2, "max_new_tokens": 12, "max_tasks": 3}
+    raw["rank"] |= {"max_steps": 3, "batch_size": 2, "eval_samples": 4, "save_steps": 2}
     raw["reward"] |= {"max_steps": 3, "batch_size": 2, "eval_pairs": 8}
     raw["ppo"] |= {"total_episodes": 4, "batch_size": 2, "response_length": 8, "eval_prompts": 2}
     raw["calibrate"] |= {"max_samples": 3, "bootstrap": 5}
@@ -34,9 +35,11 @@ def toy_recipe() -> dict:
 
 def test_the_recipe_runs_every_stage_at_toy_size(tmp_path):
     cfg = PipelineConfig.from_dict(toy_recipe())
-    assert stages_of(cfg) == ("data", "pretrain", "sft", "sample", "rate", "reward", "ppo", "calibrate")
+    stages = ("data", "pretrain", "sft", "sample", "rate", "rank", "reward", "ppo", "calibrate")
+    assert stages_of(cfg) == stages
     metrics = run_pipeline(cfg, tmp_path, log=lambda _: None)
     assert metrics["rate"]["train_synthetic_pairs"] > 0
+    assert metrics["rank"]["train_orderings"] > 0 and metrics["reward"]["start"] == str(tmp_path / "rank")
     rate = load_from_disk(str(tmp_path / "rate"))
     synthetic = [r for r in rate["preferences_train"] if r["margin"] == 0.0]
     assert any(r["chosen"].startswith("I found no bugs") for r in synthetic)

@@ -297,3 +297,13 @@ def test_readme_ci_snippets(project, known_critic):
     log = json.loads(result.stdout)
     jsonschema.validate(log, json.loads(SCHEMA.read_text()))
     assert [r["ruleId"] for r in log["runs"][0]["results"]] == [BUG_RULE]
+
+
+def test_the_summary_line_never_splits_or_cuts_inside_inline_code():
+    from critic.review import _first_sentence
+
+    assert _first_sentence("Calls `path.join(a. b)` here. Then more.") == "Calls `path.join(a. b)` here."
+    assert _first_sentence("No bug! Really.") == "No bug!"
+    long = _first_sentence("The loop `" + "x" * 170 + "` is bad.")
+    assert long == "The loop..." and long.count("`") % 2 == 0
+    assert len(_first_sentence("word " * 100)) == 160

@@ -171,9 +171,13 @@ class Gemma2Model(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         last_only: bool = False,
+        segment_ids: torch.Tensor | None = None,
         **_: object,  # return_dict, use_cache, ... from Hugging Face callers
     ) -> BackboneOutput:
         """attention_mask: [B, T] or [B, past + T] with 1 for real tokens (left padding allowed).
+
+        segment_ids: [B, T] for rows that pack several continuations of one shared prefix (see
+        `branch_masks`); then position_ids are required and attention_mask and cache are not used.
 
         last_only: the caller wants the last position's state alone (prefill for sampling), so
         the last layer computes its queries, attention and MLP for that position only (keys
@@ -190,7 +194,10 @@ class Gemma2Model(nn.Module):
         x = x * torch.tensor(math.sqrt(self.config.hidden_size), dtype=x.dtype)
         cos, sin = rope(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
         cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
-        masks = self._masks(attention_mask, cache, b, t, x)
+        if segment_ids is None:
+            masks = self._masks(attention_mask, cache, b, t, x)
+        else:
+            masks = branch_masks(segment_ids, position_ids, self.config.sliding_window, x.dtype)
 
         hidden_states = [x] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
@@ -238,6 +245,25 @@ class Gemma2Model(nn.Module):
             zero = torch.zeros((), dtype=x.dtype, device=x.device)
             masks[kind] = torch.where(allowed, zero, torch.finfo(x.dtype).min)[:, None]
         return masks
+
+
+def branch_masks(
+    segment_ids: torch.Tensor, position_ids: torch.Tensor, window: int, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Additive masks [B, 1, T, T] for rows packing one shared prefix (segment 0) and branches
+    (segments 1, 2, ...), padding being -1. A branch sees the prefix and itself, never another branch,
+    so each branch's states equal those of prefix + branch alone while the prefix is computed once.
+    Order and window follow positions, not indices: every branch's positions continue the prefix's."""
+    seg_q, seg_k = segment_ids[:, :, None], segment_ids[:, None, :]
+    pos = position_ids.expand(segment_ids.shape)
+    pos_q, pos_k = pos[:, :, None], pos[:, None, :]
+    allowed = (seg_k >= 0) & ((seg_k == 0) | (seg_k == seg_q)) & (pos_k <= pos_q)
+    zero = torch.zeros((), dtype=dtype, device=segment_ids.device)
+    low = torch.finfo(dtype).min
+    return {
+        GLOBAL: torch.where(allowed, zero, low)[:, None],
+        SLIDING: torch.where(allowed & (pos_k > pos_q - window), zero, low)[:, None],
+    }
 
 
 def last_token_indices(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
