@@ -284,10 +284,10 @@ def test_readme_ci_snippets(project, known_critic):
     table = readme_block("toml", "[tool.critic]")
     (project / "pyproject.toml").write_text(table)
     settings, _ = load_settings(project)
-    assert settings.exclude == ("migrations/*",) and settings.min_score == 0.5
+    assert settings.exclude == ("migrations/*",) and settings.min_score == 0.2
     # The workflow's command, on the known critic named in the same table as a user would.
     policy, reward = known_critic
-    table = table.replace("min-score = 0.5", "min-score = 0.0\ntemperature = 0.5")
+    table = table.replace("min-score = 0.2", "min-score = 0.0\ntemperature = 0.5")
     (project / "pyproject.toml").write_text(table + f'model = "{policy}"\nreward-model = "{reward}"\n')
     (command,) = re.findall(r"run: pip install critic && (.*)", readme_block("yaml", "upload-sarif"))
     argv, redirect = command.split(">")
