@@ -1,8 +1,9 @@
 """Reward pairs that need no sampling: every tampered sample ranks critiques of its own lines.
 
 The reward model sets each finding's confidence in `critic review`: a highlight is reported with
-sigmoid(score(highlight alone) - score(NO_BUGS)), so the reward model *is* the localizer. It learns to
-localize from orderings the rubric fixes without a rater, on any tampered code:
+sigmoid(score(line claim of its lines) - score(NO_BUGS)) (critic.rating.line_claim), so the reward
+model *is* the localizer. It learns from orderings the rubric fixes without a rater, on any tampered
+code:
 
 - on tampered code, the gold critique (the bug's lines quoted, the tamperer's description as comment)
   beats "no bugs", and "no bugs" beats the same format quoting another line: a wrong finding is worse

@@ -1,13 +1,14 @@
 """Ranking warm-up of the reward model: many more synthetic orderings per CPU-hour than pairs give.
 
-The reward model is the localizer (rl/pairs.py): a finding's confidence is how far its critique
-scores above "no bugs". A preference pair runs the whole prompt twice for one ordering. Here a row
-packs the prompt once, followed by every candidate critique of it as a branch that sees the prompt
-but no other branch (`critic.model.gemma2.branch_masks`), so each branch scores exactly as it would
-alone: a tampered sample with eight misplaced critiques gives eleven orderings for about the cost of
-three pair sequences. The loss is RewardTrainer's, -log sigmoid(better - worse), over every ordering
-of the row. The reward stage then continues from this checkpoint on the rated preference pairs; a
-rerun of an interrupted stage resumes from its last checkpoint in out/checkpoints.
+The reward model is the localizer (rl/pairs.py): a finding's confidence is how far the claim that
+its lines are a bug scores above "no bugs". A preference pair runs the whole prompt twice for one
+ordering. Here a row packs the prompt once, followed by every candidate critique of it as a branch
+that sees the prompt but no other branch (`critic.model.gemma2.branch_masks`), so each branch scores
+exactly as it would alone: a tampered sample with six misplaced critiques and their line claims
+gives fifteen orderings for about the cost of three pair sequences (bench/rank_throughput.py). The
+loss is RewardTrainer's, -log sigmoid(better - worse), over every ordering of the row. The reward
+stage then continues from this checkpoint on the rated preference pairs; a rerun of an interrupted
+stage resumes from its last checkpoint in out/checkpoints.
 """
 
 from __future__ import annotations
