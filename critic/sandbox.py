@@ -67,6 +67,7 @@ for _slot in range(256):
 _WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 _MEMORY_ERROR = re.compile(r"^(?:[\w.]+\.)?\w*MemoryError\b", re.M)
 _JOB_VAR = "CRITIC_SANDBOX_JOB"
+_KILL_WAIT = 10.0  # seconds to see every process of a run gone (they go in milliseconds when idle)
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
 
@@ -330,7 +331,9 @@ def _kill_all(proc: subprocess.Popen, uid: int | None, token: str) -> None:
     proc.wait()
     # Then every process of the run that left the group: by uid, or by the marker in its environment.
     needle = f"{_JOB_VAR}={token}".encode()
-    for _ in range(200):
+    # Until none is left: killed processes die only when next scheduled, late on a loaded machine.
+    deadline = time.monotonic() + _KILL_WAIT
+    while time.monotonic() < deadline:
         left = [pid for pid in _pids() if _belongs(pid, uid, needle)]
         if not left:
             return
