@@ -119,6 +119,18 @@ def finish_checkpoints(out: Path) -> None:
     shutil.rmtree(Path(out) / CHECKPOINTS, ignore_errors=True)
 
 
+def cosine_schedule(cfg) -> dict[str, Any]:
+    """TrainingArguments for a stage's steps, batch and a cosine schedule after a short linear warm-up
+    (cfg.warmup_ratio of max_steps; transformers reads a warmup_steps below 1 as that share)."""
+    return {
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": cfg.warmup_ratio,
+    }
+
+
 def save_stage(accelerator, model, tokenizer, out: Path) -> None:
     """The finished stage's save_pretrained directory, tokenizer included, written by the main process,
     which then drops the stage's checkpoints."""

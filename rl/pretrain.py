@@ -35,6 +35,7 @@ from critic.errors import UserError
 from critic.tamper_data import python_files, split_of_group
 from rl.common import (
     check_checkpoint,
+    cosine_schedule,
     finish_checkpoints,
     resumable_args,
     resume_point,
@@ -383,11 +384,7 @@ def run_pretrain(cfg: PretrainStage, out: Path, data_sources: list[str], data_se
     model, tokenizer = initial_model(cfg)
     corpus, record = load_or_build_corpus(cfg, tokenizer, out, data_sources, data_seed)
     args = SFTConfig(
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_ratio,  # below 1: a share of max_steps
+        **cosine_schedule(cfg),
         adam_beta2=cfg.adam_beta2,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,

@@ -27,6 +27,7 @@ from critic.model import CriticForSequenceClassification
 from critic.tokenizer import load_hf_tokenizer
 from rl.common import (
     check_checkpoint,
+    cosine_schedule,
     resumable_args,
     resume_point,
     resumed_step,
@@ -149,11 +150,7 @@ def run_rank(cfg: RankStage, data: DatasetDict, policy_dir: Path, out: Path) -> 
     held_out = packed_rankings(held_out_rows, cfg, tokenizer, cfg.seed + SPLIT_SEEDS["validation"])
     before = ordering_accuracy(model, held_out, tokenizer.pad_token_id)
     args = TrainingArguments(
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_ratio,  # below 1: a share of max_steps
+        **cosine_schedule(cfg),
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length",
         length_column_name="length",
