@@ -67,7 +67,8 @@ def test_round_trip_tricky(tok, s):
 
 
 def test_round_trip_stdlib(tok):
-    texts = [p.read_text(encoding="utf-8") for p in stdlib_files(include_tests=True)[::20]]
+    files = stdlib_files(include_tests=True)  # Debian's python3 ships no test directories: fewer files
+    texts = [p.read_text(encoding="utf-8") for p in files[:: max(1, len(files) // 60)]]
     assert len(texts) > 50
     for text, enc in zip(texts, tok.encode_batch(texts), strict=True):
         assert tok.decode(enc.ids, skip_special_tokens=False) == text
