@@ -1,4 +1,4 @@
-"""The JSON API under /api: a thin HTTP skin over `annotation_app.store` (bearer-token auth).
+"""The JSON API under /api: a thin HTTP skin over `critic.annotation_app.store` (bearer-token auth).
 
 Errors are one line in `detail`: 400 for bad input (AppError), 401 without a valid token, 403 for a
 role or ownership violation (Forbidden), 413 for an oversized body, 422 for a body of the wrong shape.
@@ -21,12 +21,12 @@ from pydantic import BaseModel, ConfigDict, create_model
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from annotation_app import store
-from annotation_app.auth import AppError, Forbidden
-from annotation_app.db import User
+from critic.annotation_app import store
+from critic.annotation_app.auth import AppError, Forbidden
+from critic.annotation_app.db import User
 
 if TYPE_CHECKING:
-    from critic.fsbs import Critic
+    from critic.inference.fsbs import Critic
 
 MAX_BODY = 1_000_000  # bytes: far above any valid request (code is capped at 20,000 characters)
 

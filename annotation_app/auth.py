@@ -14,7 +14,7 @@ import secrets
 
 from sqlmodel import Session, select
 
-from annotation_app.db import SessionToken, User
+from critic.annotation_app.db import SessionToken, User
 
 ROLES = ("annotator", "admin")
 MIN_PASSWORD = 8

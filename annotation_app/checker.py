@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from annotation_app.auth import AppError
-from critic.rating import rate_critique
+from critic.annotation_app.auth import AppError
+from critic.datagen.rating import rate_critique
 
 if TYPE_CHECKING:
-    from critic.fsbs import Critic, FSBSSettings
+    from critic.inference.fsbs import Critic, FSBSSettings
 
 CHECK_SEARCHES = 3
 TEST_TIMEOUT_S = 5.0
@@ -67,7 +67,7 @@ def check_tampering(
     `model_name` (default: the critic's `name` attribute, set by the server) becomes the critiques'
     origin, `model:<name>`.
     """
-    from critic.fsbs import FSBSSettings
+    from critic.inference.fsbs import FSBSSettings
 
     settings = settings or FSBSSettings()
     prompt = critic.prompt_ids(code)
@@ -82,8 +82,8 @@ def check_tampering(
 
 
 def run_sample_tests(original: str, code: str, test: str) -> TestResult:
-    """Run the sample's tests on the original and on the tampered code, isolated (critic.sandbox)."""
-    from critic.sandbox import run_many
+    """Run the sample's tests on the original and on the tampered code, isolated (critic.datagen.sandbox)."""
+    from critic.datagen.sandbox import run_many
 
     before, after = run_many([(original, test), (code, test)], timeout=TEST_TIMEOUT_S)
     original_passed = before.passed

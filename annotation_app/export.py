@@ -1,10 +1,10 @@
 """Human annotations as training data: tamperings, ratings and within-task preference pairs.
 
-`tampering` has the schema of the automatic tampering dataset (critic.tamper_data.FIELDS) with
+`tampering` has the schema of the automatic tampering dataset (critic.datagen.tamper_data.FIELDS) with
 `source = human`, so the SFT stage reads both alike. `preferences` is what `rl/rate.py`'s
-`human_preferences` reads: the prompt is the exact critique request (`rl.common.request`) and chosen /
+`human_preferences` reads: the prompt is the exact critique request (`critic.rl.common.request`) and chosen /
 rejected are finished model turns (`terminate_critique`). Pairs come from each tampering's mean
-overall scores over its raters, never across tamperings (critic.rating.preferences); `task_id` is the
+overall scores over its raters, never across tamperings (critic.datagen.rating.preferences); `task_id` is the
 sample's, shared by all its tamperings, so a held-out task holds out every tampering of that code.
 """
 
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
-from annotation_app.auth import Forbidden
-from annotation_app.db import CodeSample, Critique, Rating, Tampering, User
-from critic.critique import terminate_critique
-from critic.rating import Rating as RubricRating
-from critic.rating import mean_overall, preferences
-from critic.tamper_data import FIELDS
-from rl.common import request
+from critic.annotation_app.auth import Forbidden
+from critic.annotation_app.db import CodeSample, Critique, Rating, Tampering, User
+from critic.core.critique import terminate_critique
+from critic.datagen.rating import Rating as RubricRating
+from critic.datagen.rating import mean_overall, preferences
+from critic.datagen.tamper_data import FIELDS
+from critic.rl.common import request
 
 if TYPE_CHECKING:
     from datasets import DatasetDict

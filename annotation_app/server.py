@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from annotation_app import api
-from annotation_app.db import database_url, init_db, make_engine
+from critic.annotation_app import api
+from critic.annotation_app.db import database_url, init_db, make_engine
 
 if TYPE_CHECKING:
-    from critic.fsbs import Critic
+    from critic.inference.fsbs import Critic
 
 
 def create_app(engine: Engine, critic_factory: Callable[[], Critic]) -> FastAPI:
-    """The /api routes, and the Gradio UI at / when annotation_app.ui is installed."""
+    """The /api routes, and the Gradio UI at / when critic.annotation_app.ui is installed."""
     app = FastAPI(title="critic annotate", docs_url="/api/docs", openapi_url="/api/openapi.json")
     api.install(app, engine, critic_factory)
     try:
-        from annotation_app import ui
+        from critic.annotation_app import ui
     except ModuleNotFoundError as err:
-        if err.name != "annotation_app.ui":
+        if err.name != "critic.annotation_app.ui":
             raise
         return app
     import gradio as gr
@@ -45,8 +45,8 @@ def lazy_critic(model_dir: Path | None = None, reward_dir: Path | None = None) -
     def factory() -> Critic:
         with lock:
             if not loaded:
-                from critic.review import load_critic
-                from critic.settings import ReviewSettings, default_critic_dir
+                from critic.review.reviewer import load_critic
+                from critic.review.settings import ReviewSettings, default_critic_dir
 
                 settings = ReviewSettings().updated(model=model_dir, reward_model=reward_dir)
                 critic = load_critic(settings)

@@ -25,8 +25,8 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from annotation_app.agreement import alpha
-from annotation_app.auth import (
+from critic.annotation_app.agreement import alpha
+from critic.annotation_app.auth import (
     ROLES,
     AppError,
     Forbidden,
@@ -36,7 +36,7 @@ from annotation_app.auth import (
     logout,
     user_for_token,
 )
-from annotation_app.checker import (
+from critic.annotation_app.checker import (
     CHECK_SEARCHES,
     CheckResult,
     TestResult,
@@ -44,12 +44,22 @@ from annotation_app.checker import (
     check_tampering,
     run_sample_tests,
 )
-from annotation_app.db import Assignment, CodeSample, Critique, Draft, Rating, Setting, Tampering, User, _now
-from critic.rating import Rating as RubricRating
-from critic.rating import gold_critique
+from critic.annotation_app.db import (
+    Assignment,
+    CodeSample,
+    Critique,
+    Draft,
+    Rating,
+    Setting,
+    Tampering,
+    User,
+    _now,
+)
+from critic.datagen.rating import Rating as RubricRating
+from critic.datagen.rating import gold_critique
 
 if TYPE_CHECKING:
-    from critic.fsbs import Critic, FSBSSettings
+    from critic.inference.fsbs import Critic, FSBSSettings
 
 __all__ = [
     "KINDS",
@@ -204,7 +214,7 @@ def _check_kind(kind: str) -> None:
 
 
 def _code_lines(code: str) -> list[str]:
-    # The lines bug_lines count, as critic.rating counts them (a final newline ends the last line).
+    # The lines bug_lines count, as critic.datagen.rating counts them (a final newline ends the last line).
     lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return lines[:-1] if len(lines) > 1 and lines[-1] == "" else lines
 
@@ -596,8 +606,8 @@ def add_user(session: Session, user: User, name: str, role: str, password: str) 
 
 def _source_items(source: str) -> list[tuple[str, str, str, str]]:
     """(code, test, source, task_id) of every sample in `source`, loaded before any transaction."""
-    from critic.errors import UserError
-    from critic.tamper_data import directory_items, humaneval_items
+    from critic.core.errors import UserError
+    from critic.datagen.tamper_data import directory_items, humaneval_items
 
     if source == "humaneval":
         return [(i.code, i.test, i.source, i.task_id) for i in humaneval_items()]
@@ -728,7 +738,7 @@ def agreement(session: Session, user: User) -> dict[str, Any]:
 
 
 def export_dataset(session: Session, user: User | None = None):
-    """The tampering, ratings and preferences DatasetDict (see annotation_app.export)."""
-    from annotation_app.export import export_dataset as export
+    """The tampering, ratings and preferences DatasetDict (see critic.annotation_app.export)."""
+    from critic.annotation_app.export import export_dataset as export
 
     return export(session, user)

@@ -1,6 +1,6 @@
 """The annotators' and admins' web UI: login, then Tamper, Compare and (admins only) Admin tabs.
 
-Every handler is a thin call into `annotation_app.store`, which enforces the rules (roles, validation,
+Every handler is a thin call into `critic.annotation_app.store`, which enforces the rules (roles, validation,
 queues), so the UI holds no rule of its own beyond reading form fields. Handlers return dicts of
 component updates: an `AppError` becomes a one-line message in the tab's status line (and a toast),
 leaving every other field as it was. The login token lives in the browser's localStorage
@@ -20,11 +20,11 @@ import gradio as gr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from annotation_app import store
-from annotation_app.auth import AppError, login, logout, user_for_token
-from annotation_app.checker import CheckResult, TestResult
-from annotation_app.db import User
-from critic.critique import parse_critique
+from critic.annotation_app import store
+from critic.annotation_app.auth import AppError, login, logout, user_for_token
+from critic.annotation_app.checker import CheckResult, TestResult
+from critic.annotation_app.db import User
+from critic.core.critique import parse_critique
 
 __all__ = ["MAX_CRITIQUES", "build_ui", "parse_line_numbers", "render_check", "render_critique"]
 

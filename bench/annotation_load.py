@@ -4,7 +4,7 @@
 
 A real server (`critic annotate`, uvicorn, API + Gradio UI) on a free port over a SQLite WAL file in a
 temporary directory, seeded through the store: HumanEval imported; `--tasks` tamperings, each a bug
-inserted by the automatic tamperer (critic.tamper) and submitted by one of two author accounts with
+inserted by the automatic tamperer (critic.datagen.tamper) and submitted by one of two author accounts with
 three critiques from the random-line baseline (critic.evaluate.random_line_critiques, origin
 `baseline:random_line`) plus the gold critique. Then `--annotators` threads, each its own HTTP client:
 log in, fetch the next compare task, rate its four critiques, submit, repeat until no task is left.
@@ -34,11 +34,11 @@ import httpx
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from annotation_app import store
-from annotation_app.checker import CheckResult
-from annotation_app.db import Assignment, Rating, Tampering, init_db, make_engine
+from critic.annotation_app import store
+from critic.annotation_app.checker import CheckResult
+from critic.annotation_app.db import Assignment, Rating, Tampering, init_db, make_engine
+from critic.datagen.tamper import tamper
 from critic.evaluate import random_line_critiques
-from critic.tamper import tamper
 
 PASSWORD = "load-test-password"
 ORIGIN = "baseline:random_line"

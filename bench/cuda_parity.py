@@ -109,7 +109,7 @@ def main() -> None:
         f"ratio {t_ref / t_ours:.2f}x"
     )
 
-    from critic.sampling import generate
+    from critic.inference.sampling import generate
 
     prompt = ids[:, :512]
     new = 128

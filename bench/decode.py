@@ -3,7 +3,7 @@
     python bench/decode.py [--threads 2] [--repeats 3] [--prompt 500] [--new 128] [--configs tiny cpu-30m]
 
 Three ways to continue the same prompts greedily with the same weights (float32, CPU):
-`critic.sampling.generate` (ours), `CriticForCausalLM.generate()` (our modules under
+`critic.inference.sampling.generate` (ours), `CriticForCausalLM.generate()` (our modules under
 transformers' generation loop) and `Gemma2ForCausalLM.generate()` (transformers, eager
 attention). min_new_tokens = max_new_tokens, so every run makes the same number of tokens.
 
@@ -20,12 +20,12 @@ import argparse
 import torch
 from common import CONFIGS, best_times, same_weights
 
+from critic.inference.sampling import generate
 from critic.model import Gemma2CausalLM, new_causal_lm
-from critic.sampling import generate
 
 CONTENDERS = ("ours", "wrapper", "transformers")
 LABELS = {
-    "ours": "critic.sampling.generate",
+    "ours": "critic.inference.sampling.generate",
     "wrapper": "CriticForCausalLM.generate()",
     "transformers": "Gemma2ForCausalLM.generate()",
 }

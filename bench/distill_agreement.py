@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from critic.tamper_data import load_dataset
-from rl.distill import PromptCompletionCollator, agreement, load_policy, probe_examples
+from critic.datagen.tamper_data import load_dataset
+from critic.rl.distill import PromptCompletionCollator, agreement, load_policy, probe_examples
 
 
 def main() -> None:

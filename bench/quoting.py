@@ -1,4 +1,4 @@
-"""Cost of quote-constrained decoding per generated token (critic.quoting), with and without
+"""Cost of quote-constrained decoding per generated token (critic.inference.quoting), with and without
 constraining the comment's inline code spans.
 
     python bench/quoting.py [--functions 40] [--min-lines 50] [--max-lines 110]
@@ -20,11 +20,11 @@ import sysconfig
 import time
 from pathlib import Path
 
-import critic.quoting as quoting
-from critic.quoting import QuoteConstraint, TokenTrie
-from critic.tamper import tamper
-from critic.tamper_data import directory_items
-from critic.tokenizer import load_tokenizer
+import critic.inference.quoting as quoting
+from critic.core.tokenizer import load_tokenizer
+from critic.datagen.tamper import tamper
+from critic.datagen.tamper_data import directory_items
+from critic.inference.quoting import QuoteConstraint, TokenTrie
 
 
 def critiques(functions: int, min_lines: int, max_lines: int) -> list[tuple[str, str]]:

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 
-from critic.critique import terminate_critique
+from critic.core.critique import terminate_critique
+from critic.core.tokenizer import load_hf_tokenizer
 from critic.model import CriticForSequenceClassification
-from critic.tokenizer import load_hf_tokenizer
-from rl.config import RankStage
-from rl.pairs import synthetic_rankings
-from rl.rank import collate, margins, pack
+from critic.rl.config import RankStage
+from critic.rl.pairs import synthetic_rankings
+from critic.rl.rank import collate, margins, pack
 
 
 def main() -> None:

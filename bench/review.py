@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from decode import decode_rates, print_rates
 
-from critic.review import SourceFile, load_critic, review
-from critic.settings import ReviewSettings
+from critic.review.reviewer import SourceFile, load_critic, review
+from critic.review.settings import ReviewSettings
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 FILES = {"100 lines": STDLIB / "_sitebuiltins.py", "1,000 lines": STDLIB / "functools.py"}

@@ -2,12 +2,12 @@
 
     python bench/rm_line_ranking.py RUN [RUN ...] [--samples 200] [--seed 0]
 
-On a seeded sample of the first RUN's data validation split (the same samples for every RUN), every
-candidate line of the tampered code gets its line claim (critic.rating.line_claim: the line quoted, one
-fixed comment), which RUN/reward scores against "no bugs" exactly as `critic review` scores a finding's
-confidence. Prints how often the top-scored line is a bug line (with a 95% Wilson interval), how often
-the longest line (most code tokens) is, and the mean margin of the best line over "no bugs"
-(negative: the reward model would rather stay silent than report any line).
+On a seeded sample of the first RUN's data validation split (the same samples for every RUN), every candidate
+line of the tampered code gets its line claim (critic.datagen.rating.line_claim: the line quoted, one fixed
+comment), which RUN/reward scores against "no bugs" exactly as `critic review` scores a finding's confidence.
+Prints how often the top-scored line is a bug line (with a 95% Wilson interval), how often the longest line
+(most code tokens) is, and the mean margin of the best line over "no bugs" (negative: the reward model would
+rather stay silent than report any line).
 
 It also scores every line of each sample's untampered original the same way and prints the detection
 AUC: the chance that the best line's margin is higher on the tampered function than on a clean one
@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from datasets import load_from_disk
 
-from critic.critique import NO_BUGS
+from critic.core.critique import NO_BUGS
+from critic.core.tokenizer import load_tokenizer
+from critic.datagen.rating import line_claim
 from critic.evaluate import code_tokens_per_line
-from critic.fsbs import Critic
+from critic.inference.fsbs import Critic
+from critic.inference.sampling import start
 from critic.model import load_causal_lm, load_reward_model
-from critic.rating import line_claim
-from critic.sampling import start
-from critic.tokenizer import load_tokenizer
-from rl.pairs import candidate_lines
+from critic.rl.pairs import candidate_lines
 
 
 def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:

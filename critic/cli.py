@@ -35,7 +35,7 @@ app.add_typer(annotate_commands.app, name="annotate")
 
 def main() -> None:
     """Entry point: known failures become `critic: error: ...` and exit 2."""
-    from critic.errors import UserError
+    from critic.core.errors import UserError
     from critic.model.checkpoint import CheckpointError
 
     try:
@@ -56,7 +56,7 @@ def expand_optional_values(args: list[str]) -> list[str]:
     at = args.index("--diff")
     following = args[at + 1] if at + 1 < len(args) else None
     if following is not None and not following.startswith("-") and not os.path.exists(following):
-        from critic.files import is_git_ref
+        from critic.review.files import is_git_ref
 
         if is_git_ref(following):
             return args

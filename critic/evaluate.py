@@ -3,7 +3,7 @@ held-out tampered code.
 
 **The review operating point.** Each sample is reviewed exactly as `critic review` reviews a file
 (same chunking, FSBS settings and seed), once: every raw finding is kept with its confidence, and
-`critic.review.filter_findings` (min-score, max-findings, quotes too short to locate, suppressions,
+`critic.review.reviewer.filter_findings` (min-score, max-findings, quotes too short to locate, suppressions,
 overlap with a more confident finding) is applied post hoc. That gives the default operating point,
 a min-score sweep and a reliability diagram from one search per sample. Sample sets:
 
@@ -26,7 +26,7 @@ the longest line (most code tokens by `tokenize`, strings and comments not count
 ties).
 
 **The CriticGPT ladder** (on `humaneval`): every critique is judged by the rubric rater
-(critic.rating), which knows the inserted bug. A configuration is a way of writing one critique per
+(critic.datagen.rating), which knows the inserted bug. A configuration is a way of writing one critique per
 sample: the critic with FSBS at one LENGTH_MODIFIER or as one plain sample, the same for the
 SFT-only policy (SFT -> RL -> RL + FSBS), or a critic that quotes a random line. FSBS candidates do
 not depend on LENGTH_MODIFIER (only the final pick does), so one search per sample serves the sweep.
@@ -81,12 +81,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from critic.critique import code_spans, format_critique, parse_critique
-from critic.fsbs import Critic
-from critic.rating import rate_critique
-from critic.review import CHUNKS_PER_BATCH, Finding, SourceFile, filter_findings, raw_findings
-from critic.sampling import generate
-from critic.settings import ReviewSettings
+from critic.core.critique import code_spans, format_critique, parse_critique
+from critic.datagen.rating import rate_critique
+from critic.inference.fsbs import Critic
+from critic.inference.sampling import generate
+from critic.review.reviewer import CHUNKS_PER_BATCH, Finding, SourceFile, filter_findings, raw_findings
+from critic.review.settings import ReviewSettings
 
 SCHEMA_VERSION = 2
 CBI_INCLUDED = 5  # rater scores 5-7: a highlight overlaps the bug lines

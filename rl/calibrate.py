@@ -1,12 +1,11 @@
 """Calibrate the finished critic's confidence on validation code (the `calibrate` stage).
 
-`critic review` reports a finding when its confidence reaches `min_score`; the confidence is only
-meaningful if it is a probability. This stage reviews the data stage's validation split (tampered) and
-the untampered originals of the same functions exactly as `critic review` does, before any filter, and
-fits Platt scaling (critic.calibration) of "this finding is on the bug" on the reward model's margins:
-every finding on clean code is a miss. RUN/calibrate/calibration.json goes beside the shipped reward
-model; the metrics record the validation operating point at a sweep of min-scores, from which the
-review defaults are chosen.
+`critic review` reports a finding when its confidence reaches `min_score`; the confidence is only meaningful
+if it is a probability. This stage reviews the data stage's validation split (tampered) and the untampered
+originals of the same functions exactly as `critic review` does, before any filter, and fits Platt scaling
+(critic.inference.calibration) of "this finding is on the bug" on the reward model's margins: every finding on
+clean code is a miss. RUN/calibrate/calibration.json goes beside the shipped reward model; the metrics record
+the validation operating point at a sweep of min-scores, from which the review defaults are chosen.
 """
 
 from __future__ import annotations
@@ -15,13 +14,13 @@ import random
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from critic.calibration import Calibration, fit, logit
+from critic.core.tokenizer import load_tokenizer
 from critic.evaluate import CLEAN_SET, clean_originals, min_score_sweep, on_bug, review_raw
-from critic.fsbs import Critic
+from critic.inference.calibration import Calibration, fit, logit
+from critic.inference.fsbs import Critic
 from critic.model import load_causal_lm, load_reward_model
-from critic.settings import ReviewSettings
-from critic.tokenizer import load_tokenizer
-from rl.config import CalibrateStage
+from critic.review.settings import ReviewSettings
+from critic.rl.config import CalibrateStage
 
 SWEEP = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 

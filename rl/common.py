@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from critic.critique import build_prompt, terminate_critique
+from critic.core.critique import build_prompt, terminate_critique
+from critic.datagen.rating import gold_critique
 from critic.model.checkpoint import CheckpointError, verify_checkpoint
-from critic.rating import gold_critique
 
 BOS = "<bos>"
 

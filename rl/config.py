@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -24,7 +24,7 @@ class LoraOptions:
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
 
     def lora(self, task_type: str):
-        from rl.common import lora_config
+        from critic.rl.common import lora_config
 
         return lora_config(self.lora_r, self.lora_alpha, self.lora_targets, task_type)
 
@@ -100,7 +100,7 @@ class DistillStage:
 
     teacher: str | None = None  # checkpoint directory; None: this run's sft stage is the teacher
     student: str = "tiny"  # a preset (taking the teacher's vocabulary) or a config/checkpoint directory
-    pretrain_steps: int = 0  # distil on plain Python first (train-split stdlib functions, rl.sft)
+    pretrain_steps: int = 0  # distil on plain Python first (train-split stdlib functions, critic.rl.sft)
     clean_fraction: float = 0.0
     max_steps: int = 200
     batch_size: int = 8
@@ -126,7 +126,8 @@ class SampleStage:
     max_tasks: int | None = None  # per split; None = all
     batch_size: int = 16
     seed: int = 0
-    # open each critique with a highlight quoted verbatim from the code, as FSBS does (critic.quoting)
+    # open each critique with a highlight quoted verbatim from the code, as FSBS does
+    # (critic.inference.quoting)
     constrain_quotes: bool = True
 
 
@@ -139,7 +140,7 @@ class RateStage:
     automatic: bool = True  # rate the sampled critiques with the automatic rubric rater
     human_ratings: str | None = None  # and/or add pairs from `critic data export` output (a directory)
     # > 0: also rank, on every tampered sample of the data stage, the gold critique above "no bugs"
-    # above critiques of this many other lines (rl.pairs): localizer pairs that need no sampling
+    # above critiques of this many other lines (critic.rl.pairs): localizer pairs that need no sampling
     synthetic_negatives: int = 0
     seed: int = 0
 

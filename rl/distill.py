@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict
 
-from critic.errors import UserError
+from critic.core.errors import UserError
+from critic.core.tokenizer import load_hf_tokenizer
 from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
 from critic.model.checkpoint import read_config, verify_checkpoint, weight_files
-from critic.tokenizer import load_hf_tokenizer
-from rl.common import BOS, check_checkpoint, trainer_defaults
-from rl.config import DistillStage
-from rl.sft import fitting, pretraining_corpus, sft_examples
+from critic.rl.common import BOS, check_checkpoint, trainer_defaults
+from critic.rl.config import DistillStage
+from critic.rl.sft import fitting, pretraining_corpus, sft_examples
 
 KL_EXAMPLES = 64  # validation critiques the KL to the teacher is measured on, before and after
 

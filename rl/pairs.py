@@ -1,7 +1,7 @@
 """Reward pairs that need no sampling: every tampered sample ranks critiques of its own lines.
 
 The reward model sets each finding's confidence in `critic review`: a highlight is reported with
-sigmoid(score(line claim of its lines) - score(NO_BUGS)) (critic.rating.line_claim), so the reward
+sigmoid(score(line claim of its lines) - score(NO_BUGS)) (critic.datagen.rating.line_claim), so the reward
 model *is* the localizer. It learns from orderings the rubric fixes without a rater, on any tampered
 code:
 
@@ -23,9 +23,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from critic.critique import NO_BUGS, code_spans, terminate_critique
-from critic.rating import gold_critique, line_claim
-from rl.common import request
+from critic.core.critique import NO_BUGS, code_spans, terminate_critique
+from critic.datagen.rating import gold_critique, line_claim
+from critic.rl.common import request
 
 # A backticked span this large a share of the bug line is the quote of the line itself, which a
 # critique of another line would quote instead.
@@ -95,7 +95,7 @@ def synthetic_rankings(
 ) -> Iterator[Ranking]:
     """The rankings of one tampered sample, then of its untampered original (if it has one).
 
-    With `claims`, each also ranks line claims (critic.critique.LINE_CLAIM), which is how a finding's
+    With `claims`, each also ranks line claims (critic.core.critique.LINE_CLAIM), which is how a finding's
     confidence is scored: the bug's lines claimed > "no bugs" > the same lines as the other
     critiques claimed. They share one comment, so only the code can tell them apart; the moved
     description of a misplaced critique can also be told from the gold by how it fits the line it

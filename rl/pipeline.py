@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from critic.errors import UserError
-from rl.common import write_json
-from rl.config import PipelineConfig
+from critic.core.errors import UserError
+from critic.rl.common import write_json
+from critic.rl.config import PipelineConfig
 
 STAGES = ("data", "pretrain", "sft", "distill", "sample", "rate", "rank", "reward", "ppo", "calibrate")
 DISTRIBUTED = {"pretrain", "sft", "distill", "rank", "reward", "ppo"}  # trainers: every process takes part
@@ -52,7 +52,7 @@ def _load(path: Path):
 
 
 def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from critic.tamper_data import build_samples, directory_items, humaneval_items, to_dataset_dict
+    from critic.datagen.tamper_data import build_samples, directory_items, humaneval_items, to_dataset_dict
 
     d = cfg.data
     items = []
@@ -66,7 +66,7 @@ def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
             found = random.Random(d.seed).sample(found, d.max_per_source)
         items += found
     items = items[: d.max_items] if d.max_items else items
-    # a seeded share of the items gets its bugs on lines drawn uniformly (critic.tamper), so that line
+    # a seeded share of the items gets its bugs on lines drawn uniformly (critic.datagen.tamper), so that line
     # length alone cannot tell where a bug is
     count = round(d.line_uniform_fraction * len(items))
     uniform = set(random.Random(d.seed + 1).sample(range(len(items)), count))
@@ -87,7 +87,7 @@ def _data_sources(cfg: PipelineConfig) -> list[str]:
 
 
 def _stage_pretrain(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.pretrain import run_pretrain
+    from critic.rl.pretrain import run_pretrain
 
     assert cfg.pretrain is not None
     # held-out files of the data stage's sources are never pre-trained on: the same seed splits them
@@ -95,53 +95,53 @@ def _stage_pretrain(cfg: PipelineConfig, run: Path, out: Path) -> dict:
 
 
 def _stage_sft(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.sft import run_sft
+    from critic.rl.sft import run_sft
 
     sft = cfg.sft if cfg.pretrain is None else dataclasses.replace(cfg.sft, init=str(run / "pretrain"))
     return run_sft(sft, _load(run / "data"), out)
 
 
 def _stage_distill(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.distill import run_distill
+    from critic.rl.distill import run_distill
 
     assert cfg.distill is not None
     return run_distill(cfg.distill, _load(run / "data"), cfg.distill.teacher or run / "sft", out)
 
 
 def _stage_sample(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.sample import run_sample
+    from critic.rl.sample import run_sample
 
     return run_sample(cfg.sample, _load(run / "data"), policy_dir(cfg, run), out)
 
 
 def _stage_rate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.rate import run_rate
+    from critic.rl.rate import run_rate
 
     return run_rate(cfg.rate, _load(run / "sample"), out, _load(run / "data"))
 
 
 def _stage_rank(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.rank import run_rank
+    from critic.rl.rank import run_rank
 
     assert cfg.rank is not None
     return run_rank(cfg.rank, _load(run / "data"), policy_dir(cfg, run), out)
 
 
 def _stage_reward(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.reward import run_reward
+    from critic.rl.reward import run_reward
 
     start = policy_dir(cfg, run) if cfg.rank is None else run / "rank"
     return run_reward(cfg.reward, _load(run / "rate"), start, out)
 
 
 def _stage_ppo(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.ppo import run_ppo
+    from critic.rl.ppo import run_ppo
 
     return run_ppo(cfg.ppo, _load(run / "data"), policy_dir(cfg, run), run / "reward", out)
 
 
 def _stage_calibrate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from rl.calibrate import run_calibrate
+    from critic.rl.calibrate import run_calibrate
 
     assert cfg.calibrate is not None
     return run_calibrate(cfg.calibrate, _load(run / "data"), run / "ppo", run / "reward", out)

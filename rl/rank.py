@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from datasets import Dataset, DatasetDict
 from transformers import Trainer, TrainingArguments
 
-from critic.critique import terminate_critique
+from critic.core.critique import terminate_critique
+from critic.core.tokenizer import load_hf_tokenizer
 from critic.model import CriticForSequenceClassification
-from critic.tokenizer import load_hf_tokenizer
-from rl.common import (
+from critic.rl.common import (
     check_checkpoint,
     cosine_schedule,
     resumable_args,
@@ -34,9 +34,9 @@ from rl.common import (
     save_stage,
     skip_final_checkpoint,
 )
-from rl.config import RankStage
-from rl.pairs import Ranking, synthetic_rankings
-from rl.rate import SPLIT_SEEDS
+from critic.rl.config import RankStage
+from critic.rl.pairs import Ranking, synthetic_rankings
+from critic.rl.rate import SPLIT_SEEDS
 
 
 def pack(ranking: Ranking, tokenizer, max_length: int) -> dict[str, list[int]] | None:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
 
-from critic.critique import NO_BUGS, terminate_critique
-from critic.errors import UserError
-from critic.rating import RATING_FIELDS, gold_critique, preferences, rate_critique
-from rl.common import request
-from rl.config import RateStage
-from rl.pairs import synthetic_preferences
+from critic.core.critique import NO_BUGS, terminate_critique
+from critic.core.errors import UserError
+from critic.datagen.rating import RATING_FIELDS, gold_critique, preferences, rate_critique
+from critic.rl.common import request
+from critic.rl.config import RateStage
+from critic.rl.pairs import synthetic_preferences
 
 SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 CLEAN_MARGIN = 3.0  # a fake problem on clean code against the right answer: as bad as a clear miss
@@ -114,7 +114,7 @@ def human_preferences(path: str | Path) -> DatasetDict:
 
 def run_rate(cfg: RateStage, samples: DatasetDict, out: Path, data: DatasetDict | None = None) -> dict:
     """Preferences per split: rated policy samples, human pairs, and (with `synthetic_negatives` and
-    the tampered `data`) pairs that need no sampling (rl.pairs)."""
+    the tampered `data`) pairs that need no sampling (critic.rl.pairs)."""
     result, metrics = {}, {}
     human = human_preferences(cfg.human_ratings) if cfg.human_ratings else None
     for split, ds in samples.items():

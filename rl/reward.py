@@ -11,9 +11,9 @@ import torch
 from datasets import Dataset, DatasetDict
 from trl import RewardConfig, RewardTrainer
 
+from critic.core.tokenizer import load_hf_tokenizer
 from critic.model import CriticForSequenceClassification
-from critic.tokenizer import load_hf_tokenizer
-from rl.common import (
+from critic.rl.common import (
     check_checkpoint,
     merged,
     resumable_args,
@@ -22,7 +22,7 @@ from rl.common import (
     save_stage,
     skip_final_checkpoint,
 )
-from rl.config import RewardStage
+from critic.rl.config import RewardStage
 
 
 @torch.no_grad()

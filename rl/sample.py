@@ -12,13 +12,13 @@ from datasets import Dataset, DatasetDict
 from rich.console import Console
 from rich.progress import track
 
-from critic.critique import END_OF_TURN, HIGHLIGHT_FENCE, critique_completion_end
+from critic.core.critique import END_OF_TURN, HIGHLIGHT_FENCE, critique_completion_end
+from critic.core.tokenizer import load_tokenizer
+from critic.inference.quoting import QuoteConstraint, TokenTrie
+from critic.inference.sampling import generate
 from critic.model import load_causal_lm
-from critic.quoting import QuoteConstraint, TokenTrie
-from critic.sampling import generate
-from critic.tokenizer import load_tokenizer
-from rl.common import check_checkpoint, request
-from rl.config import SampleStage
+from critic.rl.common import check_checkpoint, request
+from critic.rl.config import SampleStage
 
 SPLITS = ("train", "validation")  # reward-model training pairs, and its held-out accuracy
 

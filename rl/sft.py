@@ -17,11 +17,11 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 from trl import SFTConfig, SFTTrainer
 
-from critic.critique import NO_BUGS, terminate_critique
+from critic.core.critique import NO_BUGS, terminate_critique
+from critic.core.tokenizer import load_hf_tokenizer, stdlib_files
+from critic.datagen.tamper_data import split_functions, split_of_group
 from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
-from critic.tamper_data import split_functions, split_of_group
-from critic.tokenizer import load_hf_tokenizer, stdlib_files
-from rl.common import (
+from critic.rl.common import (
     BOS,
     check_checkpoint,
     merged,
@@ -33,7 +33,7 @@ from rl.common import (
     save_stage,
     skip_final_checkpoint,
 )
-from rl.config import SFTStage
+from critic.rl.config import SFTStage
 
 
 def initial_policy(cfg: SFTStage) -> tuple[CriticForCausalLM, object]:

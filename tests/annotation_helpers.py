@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from annotation_app import store
-from annotation_app.checker import CheckResult
+from critic.annotation_app import store
+from critic.annotation_app.checker import CheckResult
 
 PASSWORD = "correct horse battery"
 FUNCTION = """def average_{k}(xs):

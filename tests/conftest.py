@@ -85,10 +85,10 @@ def memorize_critic(out, steps: int = 150, seed: int = 0):
     """
     from pathlib import Path
 
-    from critic.critique import build_prompt, terminate_critique
+    from critic.core.critique import build_prompt, terminate_critique
+    from critic.core.tokenizer import load_tokenizer, save_tokenizer
     from critic.model import Gemma2RewardModel, new_causal_lm, save_checkpoint
     from critic.model.gemma2 import init_weights
-    from critic.tokenizer import load_tokenizer, save_tokenizer
 
     out = Path(out)
     config = CriticConfig.from_preset("tiny")
@@ -176,7 +176,7 @@ def annotation_url(request, tmp_path):
         pytest.skip("CRITIC_TEST_POSTGRES_URL is not set")
     from sqlmodel import SQLModel
 
-    from annotation_app.db import make_engine
+    from critic.annotation_app.db import make_engine
 
     engine = make_engine(url)
     SQLModel.metadata.drop_all(engine)
@@ -187,7 +187,7 @@ def annotation_url(request, tmp_path):
 @pytest.fixture
 def annotation_engine(annotation_url):
     """An engine on a fresh annotation database with the schema created."""
-    from annotation_app.db import init_db, make_engine
+    from critic.annotation_app.db import init_db, make_engine
 
     engine = make_engine(annotation_url)
     init_db(engine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotation_app.agreement import alpha
+from critic.annotation_app.agreement import alpha
 
 _ = None
 OBSERVERS = [

@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from annotation_app import api
-from annotation_app.db import Assignment, Rating, Tampering
+from critic.annotation_app import api
+from critic.annotation_app.db import Assignment, Rating, Tampering
 
 
 def unused_critic():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from conftest import BUG_LINE, BUG_QUOTE, BUGGY_CODE
 
-from annotation_app.checker import check_tampering
-from annotation_app.server import lazy_critic
-from critic.fsbs import FSBSSettings
+from critic.annotation_app.checker import check_tampering
+from critic.annotation_app.server import lazy_critic
+from critic.inference.fsbs import FSBSSettings
 
 # Small searches keep the test fast; the memorized critic writes its critique at this temperature.
 SETTINGS = FSBSSettings(samples=2, rounds=1, keep=1, temperature=0.5)
@@ -34,8 +34,8 @@ def test_tamper_submit_over_http_runs_the_critic(known_critic, annotation_engine
     from fastapi.testclient import TestClient
     from sqlmodel import Session, select
 
-    from annotation_app.db import Critique, Tampering
-    from annotation_app.server import create_app
+    from critic.annotation_app.db import Critique, Tampering
+    from critic.annotation_app.server import create_app
 
     engine = annotation_engine
     make_team(engine, tmp_path / "src", samples=1)

@@ -8,8 +8,8 @@ import sys
 from annotation_helpers import PASSWORD, make_team, rate_task, tamper_next
 from sqlmodel import Session
 
-from annotation_app import store
-from annotation_app.db import make_engine
+from critic.annotation_app import store
+from critic.annotation_app.db import make_engine
 
 
 def critic(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -38,7 +38,7 @@ def test_add_user_reads_the_password_from_stdin(annotation_url):
 
 
 def test_export_is_what_the_reward_stage_reads(annotation_engine, annotation_url, tmp_path):
-    from rl.rate import human_preferences
+    from critic.rl.rate import human_preferences
 
     empty = critic("data", "export", "--db", annotation_url, "--out", str(tmp_path / "empty"))
     assert empty.returncode == 2 and "no tamperings to export" in empty.stderr

@@ -62,9 +62,9 @@ def app_url(tmp_path, known_critic) -> Iterator[tuple[str, object]]:
     """The real app (API + UI) served by uvicorn in a thread, over a fresh SQLite file with three users."""
     import uvicorn
 
-    from annotation_app.auth import create_user
-    from annotation_app.db import init_db, make_engine
-    from annotation_app.server import create_app, lazy_critic
+    from critic.annotation_app.auth import create_user
+    from critic.annotation_app.db import init_db, make_engine
+    from critic.annotation_app.server import create_app, lazy_critic
 
     engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
     init_db(engine)
@@ -213,9 +213,9 @@ def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
 
 def test_admin_actions_are_refused_to_annotators(tmp_path) -> None:
     """Hiding the Admin tab is not the guard: each admin handler asks the store, which checks the role."""
-    from annotation_app.auth import Forbidden, create_user, login
-    from annotation_app.db import init_db, make_engine
-    from annotation_app.ui import AnnotationUI
+    from critic.annotation_app.auth import Forbidden, create_user, login
+    from critic.annotation_app.db import init_db, make_engine
+    from critic.annotation_app.ui import AnnotationUI
 
     engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
     init_db(engine)

@@ -20,8 +20,8 @@ import httpx
 from annotation_helpers import PASSWORD, make_team, rating, tamper_next
 from sqlmodel import Session, func, select
 
-from annotation_app import store
-from annotation_app.db import Assignment, Critique, Rating, init_db, make_engine
+from critic.annotation_app import store
+from critic.annotation_app.db import Assignment, Critique, Rating, init_db, make_engine
 
 START_TIMEOUT_S = 180  # the server imports gradio; a busy CI machine is slow
 

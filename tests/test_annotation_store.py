@@ -27,12 +27,21 @@ from annotation_helpers import (
 )
 from sqlmodel import Session, func, select
 
-from annotation_app import store
-from annotation_app.db import Assignment, CodeSample, Critique, Draft, Rating, Tampering, init_db, make_engine
-from critic.critique import terminate_critique
-from critic.rating import gold_critique
-from critic.tamper_data import FIELDS
-from rl.common import request
+from critic.annotation_app import store
+from critic.annotation_app.db import (
+    Assignment,
+    CodeSample,
+    Critique,
+    Draft,
+    Rating,
+    Tampering,
+    init_db,
+    make_engine,
+)
+from critic.core.critique import terminate_critique
+from critic.datagen.rating import gold_critique
+from critic.datagen.tamper_data import FIELDS
+from critic.rl.common import request
 
 
 @pytest.fixture
@@ -108,7 +117,7 @@ def test_import_sources_dedup(annotation_engine, tmp_path):
 
 def test_import_tamper_dataset(annotation_engine, tmp_path):
     """A `critic data tamper` dataset gives one sample per task: its original code and tests."""
-    from critic.tamper_data import build_samples, directory_items, to_dataset_dict
+    from critic.datagen.tamper_data import build_samples, directory_items, to_dataset_dict
 
     items = directory_items(write_functions(tmp_path / "src", 6, files=3))
     samples, _ = build_samples(items, per_item=2, seed=0)
@@ -366,7 +375,7 @@ def test_rating_submission_is_validated_and_atomic(team):
 def test_preferences_and_export(team, tmp_path):
     """Mean overall per critique over raters; every pair with different means is a preference with
     the difference as margin, and a tie is two half-weight records, one each way."""
-    from rl.rate import PREFERENCE_COLUMNS, human_preferences
+    from critic.rl.rate import PREFERENCE_COLUMNS, human_preferences
 
     engine, admin, alice, bob, carol = team
     tampering_id = tamper_next(engine, alice)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from critic.calibration import FILE, Calibration, fit
+from critic.inference.calibration import FILE, Calibration, fit
 
 
 def test_fit_recovers_a_known_calibration():

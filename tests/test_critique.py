@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from critic.critique import (
+from critic.core.critique import (
     END_OF_TURN,
     HIGHLIGHT_FENCE,
     START_OF_TURN,
@@ -17,7 +17,7 @@ from critic.critique import (
     parse_critique,
     terminate_critique,
 )
-from critic.critique import _code_index as code_index
+from critic.core.critique import _code_index as code_index
 
 CODE = """\
 import math

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import randomize_, stress_config
 
-from critic import sampling
+from critic.inference import sampling
+from critic.inference.sampling import _argmax, extend, generate, left_pad, sample, select, start
 from critic.model import CriticConfig, CriticForCausalLM, KVCache, new_causal_lm, to_hf_config
 from critic.model.decode import FUSE_LIMIT, Decoder, fused_bytes
-from critic.sampling import _argmax, extend, generate, left_pad, sample, select, start
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [40, 41], [90, 91, 92, 93, 94, 95]]
 STEPS = 40  # 5 windows of 8: the local ring wraps several times

@@ -10,13 +10,13 @@ import sys
 import pytest
 import torch
 
-from critic.errors import UserError
+from critic.core.errors import UserError
+from critic.core.tokenizer import load_hf_tokenizer, load_tokenizer, stdlib_files, train_tokenizer
+from critic.datagen.tamper_data import build_samples, humaneval_items, to_dataset_dict
 from critic.model import CriticConfig, CriticForCausalLM, load_causal_lm, to_hf_config
-from critic.tamper_data import build_samples, humaneval_items, to_dataset_dict
-from critic.tokenizer import load_hf_tokenizer, load_tokenizer, stdlib_files, train_tokenizer
-from rl.config import DistillStage, PipelineConfig
-from rl.distill import run_distill
-from rl.pipeline import run_pipeline, stages_of
+from critic.rl.config import DistillStage, PipelineConfig
+from critic.rl.distill import run_distill
+from critic.rl.pipeline import run_pipeline, stages_of
 
 TEACHER = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16, query_pre_attn_scalar=16

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import BUG_CRITIQUE, BUG_LINE, BUGGY_CODE, with_comment
 
-from critic.critique import code_spans, format_critique
+from critic.core.critique import code_spans, format_critique
 from critic.evaluate import (
     baseline_line,
     baseline_metrics,
@@ -24,7 +24,7 @@ from critic.evaluate import (
     review_raw,
     spans_verbatim,
 )
-from critic.review import Finding
+from critic.review.reviewer import Finding
 
 FIXED = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
 SAMPLE = {
@@ -183,8 +183,8 @@ def test_reliability_bins_and_ece():
 
 
 def test_post_hoc_filter_equals_review(known_critic):
-    from critic.review import SourceFile, load_critic, review
-    from critic.settings import ReviewSettings
+    from critic.review.reviewer import SourceFile, load_critic, review
+    from critic.review.settings import ReviewSettings
 
     policy, reward = known_critic
     # review's default filter (min-score 0.5, max-findings 5); a small search keeps the test fast
@@ -214,8 +214,8 @@ def test_the_ladder_reuses_the_operating_points_searches(known_critic):
     """The ladder's FSBS picks are the review's own (same settings, same random streams), so it takes
     them from the operating point instead of searching every sample twice."""
     from critic.evaluate import CLEAN_SET, ladder, operating_point
-    from critic.review import load_critic
-    from critic.settings import ReviewSettings
+    from critic.review.reviewer import load_critic
+    from critic.review.settings import ReviewSettings
 
     policy, reward = known_critic
     fast = dict(samples=2, rounds=2, keep=1, max_new_tokens=24, temperature=0.5)

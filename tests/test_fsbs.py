@@ -9,16 +9,16 @@ import pytest
 import torch
 from conftest import BUGGY_CODE
 
-from critic.chunking import chunk_source
 from critic.cli import expand_optional_values
-from critic.critique import format_critique, parse_critique, terminate_critique, trim_for_continuation
-from critic.files import changed_lines
-from critic.fsbs import Critic, FSBSSettings
+from critic.core.critique import format_critique, parse_critique, terminate_critique, trim_for_continuation
+from critic.core.rules import RULES, classify
+from critic.core.tokenizer import load_tokenizer, stdlib_files
+from critic.inference.fsbs import Critic, FSBSSettings
 from critic.model import CriticConfig, Gemma2RewardModel, new_causal_lm
 from critic.model.gemma2 import init_weights
-from critic.rules import RULES, classify
-from critic.settings import ReviewSettings, load_settings
-from critic.tokenizer import load_tokenizer, stdlib_files
+from critic.review.chunking import chunk_source
+from critic.review.files import changed_lines
+from critic.review.settings import ReviewSettings, load_settings
 
 TOKENIZER = load_tokenizer()
 
@@ -64,7 +64,7 @@ def test_fsbs_later_rounds_continue_the_kept_critiques(random_critic):
 
 
 def test_reward_scores_are_exactly_the_plain_forward(random_critic):
-    from critic.sampling import start
+    from critic.inference.sampling import start
 
     code = BUGGY_CODE
     prompt = random_critic.prompt_ids(code)
@@ -85,9 +85,9 @@ def test_a_findings_confidence_is_the_reward_models_belief_in_its_line_claim(ran
     """The confidence scores the quoted lines with one fixed comment, not the policy's prose."""
     import math
 
-    from critic.critique import NO_BUGS
-    from critic.rating import line_claim
-    from critic.sampling import start
+    from critic.core.critique import NO_BUGS
+    from critic.datagen.rating import line_claim
+    from critic.inference.sampling import start
 
     settings = FSBSSettings(samples=2, rounds=2, keep=1, max_new_tokens=12)
     prompt = random_critic.prompt_ids(BUGGY_CODE)

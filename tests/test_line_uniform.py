@@ -8,9 +8,9 @@ import statistics
 
 import pytest
 
+from critic.datagen.tamper import tamper
+from critic.datagen.tamper_data import SourceItem, build_samples, humaneval_items
 from critic.evaluate import code_tokens_per_line
-from critic.tamper import tamper
-from critic.tamper_data import SourceItem, build_samples, humaneval_items
 
 
 @pytest.fixture(scope="module")

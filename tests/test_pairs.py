@@ -7,8 +7,8 @@ from collections import Counter
 
 from conftest import BUG_LINE, BUGGY_CODE
 
-from critic.critique import NO_BUGS, parse_critique, split_request
-from rl.pairs import synthetic_pairs, synthetic_preferences, synthetic_rankings
+from critic.core.critique import NO_BUGS, parse_critique, split_request
+from critic.rl.pairs import synthetic_pairs, synthetic_preferences, synthetic_rankings
 
 ORIGINAL = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
 ROW = {
@@ -62,7 +62,7 @@ def test_preference_columns_are_deterministic():
 def test_line_claims_differ_only_in_the_lines_they_quote():
     """The orderings that teach a finding's confidence: one comment for every line, so only the code
     can tell the bug's line from another."""
-    from critic.critique import LINE_CLAIM
+    from critic.core.critique import LINE_CLAIM
 
     tampered, clean = synthetic_rankings(ROW, negatives=2, rng=random.Random(0), claims=True)
     claims = [i for i, c in enumerate(tampered.critiques) if c.endswith(LINE_CLAIM)]

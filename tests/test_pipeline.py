@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 from critic.model.checkpoint import CheckpointError
-from rl.config import PipelineConfig
-from rl.pipeline import STAGES, run_pipeline, stages_of
+from critic.rl.config import PipelineConfig
+from critic.rl.pipeline import STAGES, run_pipeline, stages_of
 
 MINIMAL = {
     "data": {"source": "humaneval", "per_item": 2, "max_items": 24},
@@ -58,7 +58,7 @@ def test_every_stage_runs_and_reports(finished_run):
 def test_sampled_critiques_quote_the_code_verbatim(finished_run):
     from datasets import load_from_disk
 
-    from critic.critique import HIGHLIGHT_FENCE
+    from critic.core.critique import HIGHLIGHT_FENCE
 
     run, _, _ = finished_run
     for split in load_from_disk(str(run / "sample")).values():
@@ -164,9 +164,9 @@ def test_killed_during_reward_then_rerun_finishes_without_redoing_sft(tmp_path):
 def test_lora_stages_from_an_existing_checkpoint(tmp_path):
     """The GPU recipe's paths at tiny size: a pretrain stage continuing a checkpoint, LoRA in SFT (from
     the pretrain stage's checkpoint), reward and PPO."""
+    from critic.core.tokenizer import load_tokenizer, save_tokenizer
     from critic.model import CriticConfig, new_causal_lm, save_checkpoint
     from critic.model.checkpoint import load_causal_lm
-    from critic.tokenizer import load_tokenizer, save_tokenizer
 
     base = tmp_path / "base"
     save_checkpoint(new_causal_lm(CriticConfig.from_preset("tiny"), seed=5), base)
@@ -205,11 +205,11 @@ def test_ppo_reward_scores_critiques_as_review_does_and_penalises_made_up_quotes
     (cut at its end of turn, ended, then <eos>), minus the penalty for a quote that is not in the code."""
     from trl.experimental.utils import get_reward
 
+    from critic.core.tokenizer import load_hf_tokenizer
     from critic.model import CriticForSequenceClassification, to_hf_config
     from critic.model.config import CriticConfig
-    from critic.tokenizer import load_hf_tokenizer
-    from rl.common import request
-    from rl.ppo import CritiqueReward, critique_scores
+    from critic.rl.common import request
+    from critic.rl.ppo import CritiqueReward, critique_scores
 
     tokenizer = load_hf_tokenizer()
     torch.manual_seed(0)
@@ -252,8 +252,8 @@ def test_shipped_configs_parse(name):
 def test_rate_stage_adds_human_preferences_from_an_export(finished_run, tmp_path):
     from datasets import Dataset, DatasetDict, load_from_disk
 
-    from rl.config import RateStage
-    from rl.rate import run_rate
+    from critic.rl.config import RateStage
+    from critic.rl.rate import run_rate
 
     run, metrics, _ = finished_run
     tasks = [f"human/{i}" for i in range(40)]
@@ -289,8 +289,8 @@ def test_rate_stage_adds_human_preferences_from_an_export(finished_run, tmp_path
 def test_sft_examples_teach_clean_code_too():
     from datasets import Dataset
 
-    from critic.critique import NO_BUGS
-    from rl.sft import sft_examples
+    from critic.core.critique import NO_BUGS
+    from critic.rl.sft import sft_examples
 
     rows = {
         "code": [
@@ -340,8 +340,8 @@ def _sampled(critiques_per_code: dict[str, list[str]]):
 
 
 def test_rate_compares_critiques_of_the_same_tampered_code_only():
-    from critic.critique import NO_BUGS
-    from rl.rate import rate_split
+    from critic.core.critique import NO_BUGS
+    from critic.rl.rate import rate_split
 
     minus = "def f(a, b):\n    total = a - b\n    return total * 2\n"
     power = "def f(a, b):\n    total = a + b\n    return total ** 2\n"
@@ -370,7 +370,7 @@ def test_rate_compares_critiques_of_the_same_tampered_code_only():
 
 
 def test_clean_code_pair_skips_lines_missing_from_the_original():
-    from rl.rate import clean_code_pair
+    from critic.rl.rate import clean_code_pair
 
     row = {"task_id": "t", "original": "def f():\n    pass\n", "bug_lines": [5], "description": "x"}
     assert clean_code_pair(row) is None
@@ -379,8 +379,8 @@ def test_clean_code_pair_skips_lines_missing_from_the_original():
 def test_sft_drops_examples_that_would_lose_their_critique_to_truncation():
     from datasets import Dataset
 
-    from critic.tokenizer import load_hf_tokenizer
-    from rl.sft import fitting
+    from critic.core.tokenizer import load_hf_tokenizer
+    from critic.rl.sft import fitting
 
     tokenizer = load_hf_tokenizer()
     examples = Dataset.from_dict(
@@ -393,7 +393,7 @@ def test_sft_drops_examples_that_would_lose_their_critique_to_truncation():
 def test_data_stage_samples_each_source_evenly(tmp_path):
     from datasets import load_from_disk
 
-    from rl.pipeline import RUNNERS
+    from critic.rl.pipeline import RUNNERS
 
     package = tmp_path / "pkg"
     package.mkdir()

@@ -7,10 +7,10 @@ import pytest
 import torch
 from datasets import Dataset
 
+from critic.core.tokenizer import load_hf_tokenizer
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
-from critic.tokenizer import load_hf_tokenizer
-from rl.common import merged
-from rl.ppo import eval_codes, held_out_reward
+from critic.rl.common import merged
+from critic.rl.ppo import eval_codes, held_out_reward
 
 TINY = CriticConfig.from_preset(
     "tiny", hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16

@@ -14,12 +14,12 @@ from conftest import Interrupt
 from datasets import Dataset
 from safetensors.torch import load_file
 
-from critic.errors import UserError
-from critic.tamper_data import split_of_group
-from critic.tokenizer import load_hf_tokenizer
-from rl.config import PipelineConfig, PretrainStage
-from rl.pipeline import run_pipeline
-from rl.pretrain import (
+from critic.core.errors import UserError
+from critic.core.tokenizer import load_hf_tokenizer
+from critic.datagen.tamper_data import split_of_group
+from critic.rl.config import PipelineConfig, PretrainStage
+from critic.rl.pipeline import run_pipeline
+from critic.rl.pretrain import (
     CORPUS,
     CORPUS_FILES,
     build_corpus,

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import BUGGY_CODE
 
-from critic.critique import code_spans, parse_critique
-from critic.fsbs import Critic, FSBSSettings
+from critic.core.critique import code_spans, parse_critique
+from critic.core.tokenizer import load_tokenizer
+from critic.inference.fsbs import Critic, FSBSSettings
+from critic.inference.quoting import CLOSE, QuoteConstraint, TokenTrie, constrain
 from critic.model import CriticConfig, Gemma2RewardModel, new_causal_lm
-from critic.quoting import CLOSE, QuoteConstraint, TokenTrie, constrain
-from critic.tokenizer import load_tokenizer
 
 TOKENIZER = load_tokenizer()
 TRIE = TokenTrie.of(TOKENIZER)

@@ -11,8 +11,8 @@ from conftest import Interrupt, randomize_, stress_config
 from test_pairs import ROW
 
 from critic.model import CriticForSequenceClassification, to_hf_config
-from rl.pairs import Ranking, synthetic_rankings
-from rl.rank import branch_scores, collate, margins, pack
+from critic.rl.pairs import Ranking, synthetic_rankings
+from critic.rl.rank import branch_scores, collate, margins, pack
 
 
 class CharTokenizer:
@@ -106,10 +106,10 @@ def test_an_interrupted_rank_stage_resumes_to_the_same_weights(tmp_path, interru
     from datasets import Dataset, DatasetDict
     from safetensors.torch import load_file
 
+    from critic.core.tokenizer import load_tokenizer, save_tokenizer
     from critic.model import CriticConfig, new_causal_lm, save_checkpoint
-    from critic.tokenizer import load_tokenizer, save_tokenizer
-    from rl.config import RankStage
-    from rl.rank import run_rank
+    from critic.rl.config import RankStage
+    from critic.rl.rank import run_rank
 
     policy = tmp_path / "policy"
     save_checkpoint(new_causal_lm(CriticConfig.from_preset("tiny"), 0), policy)

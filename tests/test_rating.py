@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from critic.critique import format_critique, parse_critique
-from critic.rating import (
+from critic.core.critique import format_critique, parse_critique
+from critic.datagen.rating import (
     RATING_FIELDS,
     Preference,
     Rating,

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 from datasets import load_from_disk
 
-from critic.calibration import FILE, Calibration
-from rl.config import PipelineConfig
-from rl.pipeline import run_pipeline, stages_of
+from critic.inference.calibration import FILE, Calibration
+from critic.rl.config import PipelineConfig
+from critic.rl.pipeline import run_pipeline, stages_of
 
 RECIPE = Path(__file__).resolve().parents[1] / "rl" / "configs" / "default-critic.yaml"
 JSON_DIR = str(Path(sysconfig.get_paths()["stdlib"]) / "json")

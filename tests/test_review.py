@@ -279,7 +279,7 @@ def test_review_path_imports_no_heavy_libraries(project):
 def test_readme_ci_snippets(project, known_critic):
     from test_precommit import readme_block
 
-    from critic.settings import load_settings
+    from critic.review.settings import load_settings
 
     table = readme_block("toml", "[tool.critic]")
     (project / "pyproject.toml").write_text(table)
@@ -300,7 +300,7 @@ def test_readme_ci_snippets(project, known_critic):
 
 
 def test_the_summary_line_never_splits_or_cuts_inside_inline_code():
-    from critic.review import _first_sentence
+    from critic.review.reviewer import _first_sentence
 
     assert _first_sentence("Calls `path.join(a. b)` here. Then more.") == "Calls `path.join(a. b)` here."
     assert _first_sentence("No bug! Really.") == "No bug!"

@@ -7,8 +7,8 @@ from conftest import randomize_
 from peft import LoraConfig, get_peft_model
 from transformers import Gemma2ForCausalLM
 
+from critic.inference.sampling import generate, left_pad
 from critic.model import CriticForCausalLM, new_causal_lm, to_hf_config
-from critic.sampling import generate, left_pad
 
 
 def test_greedy_loop_matches_transformers_generate(config):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from critic import sandbox
+from critic.datagen import sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 # Per-run uids cannot reach an interpreter under a private directory (pyenv in /root, say); the

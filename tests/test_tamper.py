@@ -15,9 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from critic.critique import code_spans
-from critic.tamper import _FIRST_SENTENCE, _TEMPLATES, BUG_KINDS, Tampering, _fields, candidate_sites, tamper
-from critic.tamper_data import directory_items, humaneval_items
+from critic.core.critique import code_spans
+from critic.datagen.tamper import (
+    _FIRST_SENTENCE,
+    _TEMPLATES,
+    BUG_KINDS,
+    Tampering,
+    _fields,
+    candidate_sites,
+    tamper,
+)
+from critic.datagen.tamper_data import directory_items, humaneval_items
 
 REQUIRED_KINDS = {
     "flip_comparison",
@@ -211,7 +219,7 @@ def test_wrong_variable_prefers_a_variable_of_the_same_type():
 
 
 def test_deletions_in_long_files_use_the_windowed_diff(monkeypatch):
-    import critic.tamper as module
+    import critic.datagen.tamper as module
 
     monkeypatch.setattr(module, "_FULL_DIFF_LINES", 0)
     for seed in range(5):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-from critic.errors import UserError
-from critic.tamper_data import (
+from critic.core.errors import UserError
+from critic.datagen.tamper_data import (
     FIELDS,
     SPLITS,
     assign_splits,
@@ -34,7 +34,7 @@ def critic(*args: str) -> subprocess.CompletedProcess:
 
 
 def run_plain(code: str, test: str) -> bool:
-    """An independent check, outside critic.sandbox: does code + test exit 0?"""
+    """An independent check, outside critic.datagen.sandbox: does code + test exit 0?"""
     try:
         done = subprocess.run([sys.executable, "-c", code + "\n\n" + test], capture_output=True, timeout=10)
     except subprocess.TimeoutExpired:

@@ -4,7 +4,7 @@ import sys
 import pytest
 from tokenizers import processors
 
-from critic.tokenizer import (
+from critic.core.tokenizer import (
     DEFAULT_TOKENIZER_PATH,
     SPECIAL_TOKENS,
     load_hf_tokenizer,
@@ -102,7 +102,7 @@ def test_load_tokenizer_missing_dir(tmp_path):
 
 def test_import_does_not_pull_in_transformers():
     code = (
-        "import sys, critic.tokenizer as t; t.load_tokenizer(); "
+        "import sys, critic.core.tokenizer as t; t.load_tokenizer(); "
         "heavy = {'transformers', 'torch'} & set(sys.modules); assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,9 +9,9 @@ from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from critic.critique import build_prompt
+from critic.core.critique import build_prompt
+from critic.core.tokenizer import load_hf_tokenizer
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
-from critic.tokenizer import load_hf_tokenizer
 
 TINY = CriticConfig.from_preset(
     "tiny", hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16

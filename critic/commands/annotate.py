@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 
 app = typer.Typer(
     help="The annotation app: tamper code, rate critiques, export training data.",
@@ -26,7 +26,7 @@ DbOption = Annotated[
 
 
 def _engine(db: str | None):
-    from annotation_app.db import SchemaError, database_url, init_db, make_engine
+    from critic.annotation_app.db import SchemaError, database_url, init_db, make_engine
 
     engine = make_engine(database_url(db))
     try:
@@ -50,8 +50,8 @@ def annotate(
         return
     if (model is None) != (reward_model is None):
         raise UserError("--model and --reward-model go together")
-    from annotation_app.db import database_url
-    from annotation_app.server import serve
+    from critic.annotation_app.db import database_url
+    from critic.annotation_app.server import serve
 
     url = database_url(db)
     _engine(url).dispose()  # a schema problem is reported before the server starts
@@ -68,7 +68,7 @@ def add_user(
     """Create a user; the password comes from a hidden prompt, or from stdin when it is not a terminal."""
     from sqlmodel import Session
 
-    from annotation_app.auth import AppError, create_user
+    from critic.annotation_app.auth import AppError, create_user
 
     if sys.stdin.isatty():
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 
 app = typer.Typer(help="Build training data.", no_args_is_help=True)
 
@@ -29,9 +29,9 @@ def tamper_command(
     force: Annotated[bool, typer.Option(help="Overwrite a non-empty output directory.")] = False,
 ) -> None:
     """Insert bugs into real code; keep a bug only if the tests catch it (where there are tests)."""
-    from critic.sandbox import isolation
-    from critic.tamper import BUG_KINDS
-    from critic.tamper_data import (
+    from critic.datagen.sandbox import isolation
+    from critic.datagen.tamper import BUG_KINDS
+    from critic.datagen.tamper_data import (
         build_samples,
         dataset_card,
         directory_items,
@@ -93,8 +93,8 @@ def export_command(
     """Export the annotation app's tamperings, ratings and preference pairs for training."""
     from sqlmodel import Session
 
-    from annotation_app.db import SchemaError, database_url, init_db, make_engine
-    from annotation_app.export import export_dataset
+    from critic.annotation_app.db import SchemaError, database_url, init_db, make_engine
+    from critic.annotation_app.export import export_dataset
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise UserError(f"{out}: exists and is not empty (use --force to overwrite)")

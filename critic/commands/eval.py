@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 
 
 def humaneval_sets(
@@ -24,7 +24,7 @@ def humaneval_sets(
     """The `humaneval` set (and `humaneval_line_uniform`, tampered line-uniformly from the same
     originals), with a description of each: HumanEval's tasks tampered on the fly and verified, or the
     rows of `split` of a `critic data tamper` directory."""
-    from critic.tamper_data import SourceItem, build_samples, humaneval_items, load_dataset
+    from critic.datagen.tamper_data import SourceItem, build_samples, humaneval_items, load_dataset
 
     if data is not None:
         split = split or "test"
@@ -63,7 +63,7 @@ def stdlib_samples(root: Path | None, count: int, seed: int) -> tuple[list[dict]
     file's split as training data splits it), the functions drawn at random (seeded)."""
     import sysconfig
 
-    from critic.tamper_data import assign_splits, build_samples, directory_items
+    from critic.datagen.tamper_data import assign_splits, build_samples, directory_items
 
     root = Path(sysconfig.get_paths()["stdlib"]) if root is None else root
     items = directory_items(root)
@@ -151,8 +151,8 @@ def eval_command(
     """Evaluate a critic on held-out tampered code at `critic review`'s operating point and along the
     CriticGPT ladder; write metrics.json, pareto.png and reliability.png."""
     from critic.evaluate import evaluate, write_report
-    from critic.review import load_critic
-    from critic.settings import load_settings
+    from critic.review.reviewer import load_critic
+    from critic.review.settings import load_settings
 
     try:
         sweep = [float(x) for x in length_modifiers.split(",") if x.strip()]

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 
 app = typer.Typer(help="Create, inspect and sample from Gemma 2 checkpoints.", no_args_is_help=True)
 
@@ -38,8 +38,8 @@ def new(
     force: Annotated[bool, typer.Option(help="Overwrite a non-empty directory.")] = False,
 ) -> None:
     """Write a randomly initialised model (config.json, model.safetensors, tokenizer)."""
+    from critic.core.tokenizer import load_tokenizer, save_tokenizer
     from critic.model import CriticConfig, new_causal_lm, save_checkpoint
-    from critic.tokenizer import load_tokenizer, save_tokenizer
 
     try:
         config = CriticConfig.from_preset(preset)
@@ -88,10 +88,10 @@ def generate(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
     """Sample a critique of SOURCE from the model (raw text: no FSBS, no reward model)."""
-    from critic.critique import END_OF_TURN, build_prompt
+    from critic.core.critique import END_OF_TURN, build_prompt
+    from critic.core.tokenizer import load_tokenizer
+    from critic.inference.sampling import generate as sample
     from critic.model import load_causal_lm
-    from critic.sampling import generate as sample
-    from critic.tokenizer import load_tokenizer
 
     code = read_source(source)
     model = load_causal_lm(directory)

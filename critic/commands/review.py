@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 
 
 def _version() -> str:
@@ -68,7 +68,7 @@ def review(
     exit_zero: Annotated[bool, typer.Option(help="Exit 0 even when there are findings.")] = False,
 ) -> None:
     """Review Python code with the critic: quote suspicious code and say what is wrong."""
-    from critic.settings import load_settings
+    from critic.review.settings import load_settings
 
     settings, _ = load_settings()
     settings = settings.updated(
@@ -95,10 +95,10 @@ def review(
 
 
 def run(paths: list[str], settings, diff: str | None, staged: bool, stdin_filename: str | None) -> int:
-    from critic.files import GitError, changed_lines, discover
-    from critic.report import render
-    from critic.review import SourceFile, load_critic, read_sources
-    from critic.review import review as review_sources
+    from critic.review.files import GitError, changed_lines, discover
+    from critic.review.report import render
+    from critic.review.reviewer import SourceFile, load_critic, read_sources
+    from critic.review.reviewer import review as review_sources
 
     files, errors = discover([p for p in paths if p != "-"], settings.exclude)
     sources, read_errors = read_sources(files)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from critic.errors import UserError
+from critic.core.errors import UserError
 
 app = typer.Typer(
     help="Train a critic: pre-training, SFT, distillation, critique sampling, rating, reward model, PPO.",
@@ -42,8 +42,8 @@ def with_seed(cfg, seed: int | None):
 
 
 def _run(config: Path, out: Path, from_stage: str | None, until: str | None, seed: int | None = None) -> None:
-    from rl.config import PipelineConfig
-    from rl.pipeline import run_pipeline
+    from critic.rl.config import PipelineConfig
+    from critic.rl.pipeline import run_pipeline
 
     err = Console(stderr=True)
     cfg = with_seed(PipelineConfig.from_yaml(config), seed)
@@ -91,9 +91,9 @@ def distill(
     """Distil a teacher critic into a smaller student on the tampering data's critique requests."""
     import dataclasses
 
-    from critic.tamper_data import load_dataset
-    from rl.common import write_json
-    from rl.config import DistillStage, PipelineConfig
+    from critic.datagen.tamper_data import load_dataset
+    from critic.rl.common import write_json
+    from critic.rl.config import DistillStage, PipelineConfig
 
     stage = PipelineConfig.from_yaml(config).distill if config else DistillStage()
     if stage is None:
@@ -102,7 +102,7 @@ def distill(
     dataset = load_dataset(data, "train")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: exists and is not empty; choose a new --out")
-    from rl.distill import run_distill
+    from critic.rl.distill import run_distill
 
     metrics = run_distill(stage, dataset, teacher, out)
     write_json(out / "distill.json", {"config": dataclasses.asdict(stage), "metrics": metrics})

@@ -17,10 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from critic.critique import LINE_CLAIM, Highlight, format_critique, line_span_of, parse_critique
+from critic.core.critique import LINE_CLAIM, Highlight, format_critique, line_span_of, parse_critique
 
 __all__ = [
     "AUTO_RATER",
+    "CAUGHT_CBI",
+    "FLAG_FIELDS",
+    "SCORE_FIELDS",
     "Bugs",
     "RATING_FIELDS",
     "SCORE_MAX",
@@ -39,8 +42,12 @@ AUTO_RATER = "auto"
 
 # --- the record ------------------------------------------------------------------------------------
 
-_SCORES = ("cbi", "comprehensiveness", "conciseness", "overall")
-_FLAGS = ("nitpick", "fake_problem", "hallucinated_quote")
+# The rubric, defined here once: every reader and writer of ratings (the rater, the reward data, the
+# annotation app's forms, database and export) takes its field names from these.
+SCORE_FIELDS = ("cbi", "comprehensiveness", "conciseness", "overall")  # 1-7
+FLAG_FIELDS = ("nitpick", "fake_problem", "hallucinated_quote")
+# A critique "caught" the bug when its CBI is at least this: 5-7 mean a highlight overlaps the bug lines.
+CAUGHT_CBI = 5
 
 
 @dataclass
@@ -66,9 +73,9 @@ class Rating:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; the app rejects malformed submissions with it."""
-        for name in _SCORES:
+        for name in SCORE_FIELDS:
             _check_score(name, getattr(self, name))
-        for name in _FLAGS:
+        for name in FLAG_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be a bool, got {_show(value)}")
@@ -84,6 +91,11 @@ class Rating:
             raise ValueError(
                 f"cbi must be the lowest of cbi_per_bug ({min(self.cbi_per_bug)}), got {self.cbi}"
             )
+
+    @property
+    def caught(self) -> bool:
+        """Whether the critique included the bug (CAUGHT_CBI)."""
+        return self.cbi >= CAUGHT_CBI
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON types, in RATING_FIELDS order. Validates first, so an invalid
@@ -332,7 +344,7 @@ def gold_critique(code: str, bug_lines: Sequence[int], description: str, *, bugs
 
 def line_claim(code: str, lines: Sequence[int]) -> str:
     """The critique that quotes `lines` of `code` as the gold critique would and claims they are a bug,
-    saying nothing else (critic.critique.LINE_CLAIM)."""
+    saying nothing else (critic.core.critique.LINE_CLAIM)."""
     return gold_critique(code, lines, LINE_CLAIM)
 
 

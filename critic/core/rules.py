@@ -2,7 +2,7 @@
 
 A critic writes free text, so a finding's rule is read from its comment: the first rule whose pattern
 matches names the kind of bug; anything else is CRT001. The codes follow the bug kinds the critic is
-trained on (critic.tamper), grouped the way a reviewer would name them. Codes are never reused.
+trained on (critic.datagen.tamper), grouped the way a reviewer would name them. Codes are never reused.
 """
 
 from __future__ import annotations

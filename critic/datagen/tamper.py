@@ -1513,7 +1513,7 @@ class _Markdown(str):
 
 
 def _inline(code: str) -> str:
-    """`code` as markdown inline code that critic.critique.code_spans reads back as `code`: the
+    """`code` as markdown inline code that critic.core.critique.code_spans reads back as `code`: the
     fence is a backtick run that does not occur in it, padded with spaces where needed."""
     runs = {len(r) for r in re.findall(r"`+", code)}
     fence = "`" * next(n for n in range(1, len(runs) + 2) if n not in runs)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from critic.errors import UserError
-from critic.sandbox import run_many
-from critic.tamper import Tampering, tamper
+from critic.core.errors import UserError
+from critic.datagen.sandbox import run_many
+from critic.datagen.tamper import Tampering, tamper
 
 SPLITS = ("train", "validation", "test")
 FIELDS = ("task_id", "original", "code", "test", "bug_kind", "bug_lines", "description", "verified", "source")
@@ -161,7 +161,7 @@ def _parses(code: str) -> bool:
 def split_of_group(group: str, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
     """A group's split from its own seeded hash alone: the same file lands in the same split whichever
     other files a run samples beside it, so a file held out for evaluation is never trained on, not
-    even in pre-training (rl.pretrain reads the same function)."""
+    even in pre-training (critic.rl.pretrain reads the same function)."""
     bucket = int(hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()[:12], 16) / 16**12
     edge = 0.0
     for name, fraction in zip(SPLITS, fractions, strict=True):
@@ -324,9 +324,9 @@ configs:
 
 # Tampered code for training code critics
 
-Code with one inserted bug each, made by AST transformation (`critic.tamper`). Where the source
+Code with one inserted bug each, made by AST transformation (`critic.datagen.tamper`). Where the source
 has tests, a sample is `verified` only when the original passes and the tampered code fails them
-in the sandbox (`critic.sandbox`: {isolation}).
+in the sandbox (`critic.datagen.sandbox`: {isolation}).
 
 - Made by: `{command}` (seed {seed})
 - Splits by task / file, never by sample: {sizes}

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from critic.chunking import Chunk, chunk_source
-from critic.critique import Highlight
-from critic.fsbs import Critic, SearchResult
-from critic.rules import classify
-from critic.settings import ReviewSettings
+from critic.core.critique import Highlight
+from critic.core.rules import classify
+from critic.inference.fsbs import Critic, SearchResult
+from critic.review.chunking import Chunk, chunk_source
+from critic.review.settings import ReviewSettings
 
 # Rows of one search are chunks x keep x samples: this many chunks keep a batch near 32 rows.
 CHUNKS_PER_BATCH = 4
@@ -65,10 +65,10 @@ class _Job:
 
 def load_critic(settings: ReviewSettings) -> Critic:
     """Policy, reward model and tokenizer named by the settings, checked to belong together."""
-    from critic.calibration import Calibration
-    from critic.errors import UserError
+    from critic.core.errors import UserError
+    from critic.core.tokenizer import load_tokenizer
+    from critic.inference.calibration import Calibration
     from critic.model import load_causal_lm, load_reward_model
-    from critic.tokenizer import load_tokenizer
 
     policy = load_causal_lm(settings.model)
     reward = load_reward_model(settings.reward_model)

@@ -12,7 +12,7 @@ earn nothing. Many prompts (a file's chunks, several files) search together in o
 
 The prompt of each chunk is prefilled once per model and shared by every row that continues it, and
 each beam's prefix once per round and shared by its samples. Beams of different lengths are padded in
-the middle of their rows, which costs a long row some local-window context (see critic.sampling).
+the middle of their rows, which costs a long row some local-window context (see critic.inference.sampling).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from functools import cached_property
 import torch
 from tokenizers import Tokenizer
 
-from critic.calibration import Calibration
-from critic.critique import (
+from critic.core.critique import (
     END_OF_TURN,
     NO_BUGS,
     Highlight,
@@ -36,10 +35,11 @@ from critic.critique import (
     terminate_critique,
     trim_for_continuation,
 )
+from critic.datagen.rating import line_claim
+from critic.inference.calibration import Calibration
+from critic.inference.quoting import QuoteConstraint, TokenTrie
+from critic.inference.sampling import Rows, extend, sample, select, start
 from critic.model import Gemma2CausalLM, Gemma2RewardModel
-from critic.quoting import QuoteConstraint, TokenTrie
-from critic.rating import line_claim
-from critic.sampling import Rows, extend, sample, select, start
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class FSBSSettings:
     length_modifier: float = 0.0
     max_new_tokens: int = 64  # per round: one quote and its comment
     temperature: float = 1.0
-    constrain_quotes: bool = True  # forced highlights quote the code verbatim (critic.quoting)
-    constrain_code_spans: bool = True  # inline `code` in comments is verbatim code too (critic.quoting)
+    constrain_quotes: bool = True  # forced highlights quote the code verbatim (critic.inference.quoting)
+    # inline `code` in comments is verbatim code too (critic.inference.quoting)
+    constrain_code_spans: bool = True
 
     def __post_init__(self) -> None:
         for name in ("samples", "rounds", "keep", "max_new_tokens"):
@@ -116,7 +117,7 @@ class Critic:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def prompt_ids(self, code: str) -> list[int]:
-        # Exactly the request critics are trained on (rl.common.request): code only, no file name.
+        # Exactly the request critics are trained on (critic.rl.common.request): code only, no file name.
         return [self.bos, *self.encode(build_prompt(code))]
 
     def _scored_ids(self, critique: str) -> list[int]:

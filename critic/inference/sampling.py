@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
+from critic.inference.quoting import QuoteConstraint, constrain
 from critic.model import Gemma2CausalLM, KVCache
 from critic.model.decode import Decoder
 from critic.model.gemma2 import Gemma2Model, softcap
-from critic.quoting import QuoteConstraint, constrain
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +161,7 @@ def sample(
 ) -> list[list[int]]:
     """New tokens for each row, cut after the first stop id (which is kept). Consumes `rows`.
 
-    constraints: per row, a quote constraint (critic.quoting) that masks the tokens it forbids."""
+    constraints: per row, a quote constraint (critic.inference.quoting) that masks the tokens it forbids."""
     pad = model.config.pad_token_id
     device = rows.hidden.device
     stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)

@@ -7,7 +7,7 @@ forced highlight is being written only tokens that keep its quote a verbatim run
 chooses what to quote and how many lines; it cannot misspell them.
 
 With `code_spans`, the comment after the quote is followed too: text stays free, but an inline code
-span the model opens (a backtick run, as `critic.critique.code_spans` reads it) must hold a verbatim,
+span the model opens (a backtick run, as `critic.core.critique.code_spans` reads it) must hold a verbatim,
 non-empty, one-line piece of the code, and may close only at a character boundary. A span may quote
 any part of the code, so its text is followed on a suffix automaton of the code's bytes. A ``` fence
 opened at a comment line's start (with an optional language tag) starts a new quote, constrained like
@@ -26,7 +26,7 @@ from functools import cached_property, lru_cache
 
 import torch
 
-from critic.critique import HIGHLIGHT_FENCE
+from critic.core.critique import HIGHLIGHT_FENCE
 
 CLOSE = ("\n" + HIGHLIGHT_FENCE).encode()  # ends a quote
 NEWLINE = ord("\n")

@@ -13,8 +13,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from critic.errors import UserError
-from critic.fsbs import FSBSSettings
+from critic.core.errors import UserError
+from critic.inference.fsbs import FSBSSettings
 
 FORMATS = ("concise", "full", "json", "sarif", "github")
 

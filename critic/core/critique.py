@@ -39,6 +39,7 @@ __all__ = [
     "Highlight",
     "MatchKind",
     "build_prompt",
+    "code_lines",
     "code_spans",
     "critique_completion_end",
     "format_critique",
@@ -297,12 +298,12 @@ def highlight_overlaps(highlight: Highlight, lines: Iterable[int]) -> bool:
 def code_spans(text: str) -> list[str]:
     """The inline code spans of markdown prose (a comment, a description), in order.
 
-    A span opens with a run of backticks and closes at the next run of exactly as many, on the same
-    line: inline code is one line here, which is also how constrained decoding (critic.quoting) writes
-    it. As in CommonMark, runs of another length inside are content, an opening run that is never
-    closed is literal text, and one space is stripped from each end of content that has a space at
-    both ends and is not all spaces (so `` `x` `` holds `x`). Unlike CommonMark, a backslash does not
-    escape a backtick. The evaluation counts a span as real when it appears verbatim in the code.
+    A span opens with a run of backticks and closes at the next run of exactly as many, on the same line:
+    inline code is one line here, which is also how constrained decoding (critic.inference.quoting) writes it.
+    As in CommonMark, runs of another length inside are content, an opening run that is never closed is
+    literal text, and one space is stripped from each end of content that has a space at both ends and is not
+    all spaces (so `` `x` `` holds `x`). Unlike CommonMark, a backslash does not escape a backtick. The
+    evaluation counts a span as real when it appears verbatim in the code.
     """
     spans = []
     for line in _normalize_newlines(text).split("\n"):
@@ -402,6 +403,13 @@ class _CodeIndex:
 def _code_index(code: str) -> _CodeIndex:
     # Callers check many quotes against the same file (the rater, FSBS candidates); keep its index.
     return _CodeIndex(code)
+
+
+def code_lines(text: str) -> list[str]:
+    """The lines of code or prose, line 1 first: the one way critic splits lines, so every line number
+    (quotes, findings, the annotation app) agrees. CR LF, CR and LF each end a line, as in Python's
+    own reading of source."""
+    return _normalize_newlines(text).split("\n")
 
 
 def _normalize_newlines(text: str) -> str:

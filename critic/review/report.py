@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from critic.review import Finding, SourceFile
-from critic.rules import RULES, RULES_BY_CODE
+from critic.core.rules import RULES, RULES_BY_CODE
+from critic.review.reviewer import Finding, SourceFile
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/critic-dev/critic"

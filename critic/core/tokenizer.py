@@ -1,7 +1,7 @@
 """Byte-level BPE tokenizer for Python code, with Gemma 2's special-token ids.
 
 The shipped `data/tokenizer.json` is trained on this machine's Python standard library by
-`python -m critic.tokenizer --out data/tokenizer.json`; see data/README.md for provenance.
+`python -m critic.core.tokenizer --out data/tokenizer.json`; see data/README.md for provenance.
 Only `tokenizers` is imported at top level: `critic review` must start fast, so transformers is
 imported lazily, inside `load_hf_tokenizer`.
 """
