@@ -28,7 +28,8 @@ from critic.annotation_app.db import User
 if TYPE_CHECKING:
     from critic.inference.fsbs import Critic
 
-MAX_BODY = 1_000_000  # bytes: far above any valid request (code is capped at 20,000 characters)
+# Bytes: far above any valid request, the largest of which is a draft (store.MAX_DRAFT characters of JSON).
+MAX_BODY = 10 * store.MAX_DRAFT
 
 
 class _Body(BaseModel):

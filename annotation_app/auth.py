@@ -79,6 +79,7 @@ def create_user(session: Session, name: str, role: str, password: str) -> User:
 def authenticate(session: Session, name: str, password: str) -> User:
     """The user with these credentials; AppError (the same message either way) if there is none."""
     global _DUMMY_HASH
+    name = name.strip() if isinstance(name, str) else ""  # as create_user stores it
     try:
         user = session.exec(select(User).where(User.name == name)).first()
         if user is None:

@@ -45,11 +45,10 @@ class TestResult:
 
 
 def caught(critique: str, code: str, bug_lines: list[int], description: str) -> bool:
-    """Whether the rubric rater (who knows the bug) finds the bug included in `critique`."""
-    from critic.evaluate import CBI_INCLUDED
-
+    """Whether the rubric rater (who knows the bug) finds the bug included in `critique`
+    (critic.datagen.rating.Rating.caught: CBI at least CAUGHT_CBI)."""
     try:
-        return rate_critique(critique, code, bug_lines, description).cbi >= CBI_INCLUDED
+        return rate_critique(critique, code, bug_lines, description).caught
     except ValueError as err:
         raise AppError(str(err)) from err
 

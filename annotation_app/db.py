@@ -18,7 +18,14 @@ from sqlalchemy import JSON, Column, UniqueConstraint, event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from critic.datagen.rating import RATING_FIELDS
+
 SCHEMA_VERSION = 1
+# The rubric fields (critic.datagen.rating) a human rater fills in and a `rating` row stores: all of them but
+# `rater` (the row's rater_id). The `rating` table spells its columns out, because a column added to the
+# rubric is a schema change (create_all adds no column to an existing table); tests/test_annotation_store.py
+# checks that they are exactly these, with the rubric's types.
+RATED_FIELDS: tuple[str, ...] = tuple(name for name in RATING_FIELDS if name != "rater")
 ENV_URL = "CRITIC_DATABASE_URL"
 BUSY_TIMEOUT_S = 30
 
@@ -81,6 +88,7 @@ class Rating(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     critique_id: int = Field(foreign_key="critique.id", index=True)
     rater_id: int = Field(foreign_key="user.id", index=True)
+    # the rubric: exactly RATED_FIELDS, typed as in critic.datagen.rating.Rating
     cbi: int
     comprehensiveness: int
     conciseness: int

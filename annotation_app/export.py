@@ -1,56 +1,46 @@
 """Human annotations as training data: tamperings, ratings and within-task preference pairs.
 
-`tampering` has the schema of the automatic tampering dataset (critic.datagen.tamper_data.FIELDS) with
-`source = human`, so the SFT stage reads both alike. `preferences` is what `rl/rate.py`'s
-`human_preferences` reads: the prompt is the exact critique request (`critic.rl.common.request`) and chosen /
-rejected are finished model turns (`terminate_critique`). Pairs come from each tampering's mean
-overall scores over its raters, never across tamperings (critic.datagen.rating.preferences); `task_id` is the
-sample's, shared by all its tamperings, so a held-out task holds out every tampering of that code.
+`tampering` has the schema of the automatic tampering dataset (critic.datagen.tamper_data.SCHEMA) with
+`source = human`, so the SFT stage reads both alike. `ratings` has one row per rating: the rubric fields
+a human fills in (db.RATED_FIELDS), with the critique and its rater. `preferences` is what `rl/rate.py`'s
+`human_preferences` reads (critic.datagen.rating.PAIR_SCHEMA, plus `tampering_id` and `weight`): the
+prompt is the exact critique request (`critic.core.critique.request`) and chosen / rejected are finished
+model turns (`terminate_critique`). Pairs come from each tampering's mean overall scores over its
+raters, never across tamperings (critic.datagen.rating.preferences); `task_id` is the sample's, shared
+by all its tamperings, so a held-out task holds out every tampering of that code.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_type_hints
 
 from sqlmodel import Session, col, select
 
 from critic.annotation_app.auth import Forbidden
-from critic.annotation_app.db import CodeSample, Critique, Rating, Tampering, User
-from critic.core.critique import terminate_critique
+from critic.annotation_app.db import RATED_FIELDS, CodeSample, Critique, Rating, Tampering, User
+from critic.core.critique import request, terminate_critique
 from critic.datagen.rating import Rating as RubricRating
-from critic.datagen.rating import mean_overall, preferences
-from critic.datagen.tamper_data import FIELDS
-from critic.rl.common import request
+from critic.datagen.rating import mean_overall, pair_features, preferences
+from critic.datagen.tamper_data import record, tampering_features
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
 HUMAN_SOURCE = "human"
-_SCORES = ("cbi", "comprehensiveness", "conciseness", "overall")
-_FLAGS = ("nitpick", "fake_problem", "hallucinated_quote")
+_VALUE_TYPES = {int: "int32", bool: "bool", str: "string"}  # a rubric field's Python type -> its column's
 
 
 def _features():
-    from datasets import Features, List, Value
+    from datasets import Features, Value
 
-    tampering = {name: Value("string") for name in FIELDS}
-    tampering.update(bug_lines=List(Value("int32")), verified=Value("bool"))
+    rubric = get_type_hints(RubricRating)
     ratings = {
         **{name: Value("int64") for name in ("tampering_id", "critique_id")},
-        **{name: Value("string") for name in ("task_id", "origin", "critique", "rater", "rationale")},
-        **{name: Value("int32") for name in _SCORES},
-        **{name: Value("bool") for name in _FLAGS},
+        **{name: Value("string") for name in ("task_id", "origin", "critique", "rater")},
+        **{name: Value(_VALUE_TYPES[rubric[name]]) for name in RATED_FIELDS},
     }
-    prefs = {
-        "task_id": Value("string"),
-        "tampering_id": Value("int64"),
-        "prompt": Value("string"),
-        "chosen": Value("string"),
-        "rejected": Value("string"),
-        "margin": Value("float64"),
-        "weight": Value("float64"),
-    }
-    return Features(tampering), Features(ratings), Features(prefs)
+    prefs = {**pair_features(), "tampering_id": Value("int64"), "weight": Value("float64")}
+    return tampering_features(), Features(ratings), Features(prefs)
 
 
 def export_dataset(session: Session, user: User | None = None) -> DatasetDict:
@@ -84,7 +74,7 @@ def export_dataset(session: Session, user: User | None = None) -> DatasetDict:
     for t in tamperings:
         sample = samples[t.sample_id]
         tampering_rows.append(
-            dict(
+            record(
                 task_id=sample.task_id,
                 original=sample.code,
                 code=t.code,
@@ -107,8 +97,7 @@ def export_dataset(session: Session, user: User | None = None) -> DatasetDict:
                         origin=c.origin,
                         critique=c.text,
                         rater=names.get(r.rater_id, ""),
-                        rationale=r.rationale,
-                        **{name: getattr(r, name) for name in (*_SCORES, *_FLAGS)},
+                        **{name: getattr(r, name) for name in RATED_FIELDS},
                     )
                 )
         if len(rated) < 2:
@@ -142,14 +131,4 @@ def export_dataset(session: Session, user: User | None = None) -> DatasetDict:
 
 
 def _rubric(r: Rating) -> RubricRating:
-    return RubricRating(
-        cbi=r.cbi,
-        comprehensiveness=r.comprehensiveness,
-        nitpick=r.nitpick,
-        fake_problem=r.fake_problem,
-        hallucinated_quote=r.hallucinated_quote,
-        conciseness=r.conciseness,
-        overall=r.overall,
-        rationale=r.rationale,
-        rater=str(r.rater_id),
-    )
+    return RubricRating(**{name: getattr(r, name) for name in RATED_FIELDS}, rater=str(r.rater_id))

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import random
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +24,8 @@ from sqlmodel import Session, col, select
 
 from critic.annotation_app.agreement import alpha
 from critic.annotation_app.auth import (
+    MAX_NAME,
+    MIN_PASSWORD,
     ROLES,
     AppError,
     Forbidden,
@@ -45,6 +44,7 @@ from critic.annotation_app.checker import (
     run_sample_tests,
 )
 from critic.annotation_app.db import (
+    RATED_FIELDS,
     Assignment,
     CodeSample,
     Critique,
@@ -55,6 +55,7 @@ from critic.annotation_app.db import (
     User,
     _now,
 )
+from critic.core.critique import code_lines
 from critic.datagen.rating import Rating as RubricRating
 from critic.datagen.rating import gold_critique
 
@@ -62,7 +63,18 @@ if TYPE_CHECKING:
     from critic.inference.fsbs import Critic, FSBSSettings
 
 __all__ = [
+    "CHECK_SEARCHES",
+    "CRITIQUES_PER_TASK",
+    "DEFAULT_OVERLAP",
     "KINDS",
+    "MAX_CODE",
+    "MAX_DESCRIPTION",
+    "MAX_DRAFT",
+    "MAX_NAME",
+    "MAX_OVERLAP",
+    "MAX_RATIONALE",
+    "MIN_PASSWORD",
+    "RATED_FIELDS",
     "ROLES",
     "AppError",
     "CheckResult",
@@ -104,9 +116,7 @@ MAX_RATIONALE = 5_000
 MAX_DRAFT = 100_000  # characters of a draft's JSON
 DEFAULT_OVERLAP = 2
 MAX_OVERLAP = 10
-# Test hook: seconds to sleep after the first rating row of a submission is written and before the
-# commit, so a test can kill the server mid-transaction and check that nothing half-written survives.
-TEST_DELAY_ENV = "CRITIC_ANNOTATE_TEST_DELAY"
+CRITIQUES_PER_TASK = CHECK_SEARCHES + 1  # the critic's searches and the gold critique
 _RETRIES = 3  # a claim that loses a race (unique constraint) is retried with fresh data
 
 T = TypeVar("T")
@@ -140,16 +150,12 @@ class CompareTask:
     bug_lines: list[int] = field(default_factory=list)  # where the reference bug is, for the CBI question
 
 
-@dataclass
-class RatingInput:
-    cbi: int
-    comprehensiveness: int
-    conciseness: int
-    overall: int
-    nitpick: bool
-    fake_problem: bool
-    hallucinated_quote: bool
-    rationale: str
+# One rater's answers for one critique: the rubric's fields (critic.datagen.rating.Rating) that a human
+# fills in, with the rubric's types, so a field added to the rubric reaches the API and the UI by itself.
+_RUBRIC_TYPES = get_type_hints(RubricRating)
+RatingInput = make_dataclass("RatingInput", [(name, _RUBRIC_TYPES[name]) for name in RATED_FIELDS])
+RatingInput.__module__ = __name__  # for pickle and repr (3.11's make_dataclass takes no module)
+RatingInput.__doc__ = "One rater's answers for one critique: the rubric fields in RATED_FIELDS."
 
 
 # --- plumbing --------------------------------------------------------------------------------------
@@ -211,12 +217,6 @@ def _delete_draft(session: Session, user_id: int, kind: str, item_id: int) -> No
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise AppError(f"unknown task kind {kind!r} (choose from {', '.join(KINDS)})")
-
-
-def _code_lines(code: str) -> list[str]:
-    # The lines bug_lines count, as critic.datagen.rating counts them (a final newline ends the last line).
-    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return lines[:-1] if len(lines) > 1 and lines[-1] == "" else lines
 
 
 # --- drafts ----------------------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def validate_tampering(original: str, code: str, bug_lines: list[int], descripti
         raise AppError(f"the description is {len(description)} characters; the limit is {MAX_DESCRIPTION}")
     if not isinstance(bug_lines, list | tuple) or not bug_lines:
         raise AppError("no bug lines marked: mark the lines that contain the bug")
-    lines = _code_lines(code)
+    lines = code_lines(code)
     for n in bug_lines:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(lines):
             raise AppError(f"bug line {n!r} is not a line of the code (1 to {len(lines)})")
@@ -532,14 +532,6 @@ def next_compare_task(session: Session, user: User) -> CompareTask | None:
     return _retrying(session, claim)
 
 
-def _test_delay() -> None:
-    delay = os.environ.get(TEST_DELAY_ENV)
-    if delay:
-        print(f"critic annotate: {TEST_DELAY_ENV}: sleeping {delay} s mid-transaction", file=sys.stderr)
-        sys.stderr.flush()
-        time.sleep(float(delay))
-
-
 def submit_ratings(session: Session, user: User, tampering_id: int, ratings: dict[int, RatingInput]) -> None:
     """Store the user's rubric ratings of every critique of a task, close the task and drop its draft:
     all in one transaction, so a crash leaves either all of it or none."""
@@ -559,11 +551,9 @@ def submit_ratings(session: Session, user: User, tampering_id: int, ratings: dic
         ).all()
         rows = _rating_rows(user, critiques, ratings)
         try:
-            for i, row in enumerate(rows):
+            for row in rows:
                 session.add(row)
                 session.flush()
-                if i == 0:
-                    _test_delay()
         except IntegrityError:
             raise AppError("you already submitted ratings for this task") from None
         held.status = "done"
@@ -639,7 +629,9 @@ def import_samples(session: Session, user: User, source: str) -> int:
     .py files (one sample per function). Samples already present are skipped; returns how many were
     added."""
     _require_admin(user)
-    items = [item for item in _source_items(source) if len(item[0]) <= MAX_CODE]
+    if not isinstance(source, str) or not source.strip():
+        raise AppError("name a source to import: humaneval, a datasets directory or a folder")
+    items = [item for item in _source_items(source.strip()) if len(item[0]) <= MAX_CODE]
     with _unit(session):
         sources = {item[2] for item in items}
         present = set(

@@ -14,26 +14,25 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from critic.annotation_app import store
-from critic.annotation_app.auth import AppError, login, logout, user_for_token
-from critic.annotation_app.checker import CheckResult, TestResult
-from critic.annotation_app.db import User
-from critic.core.critique import parse_critique
+from critic.annotation_app.store import RATED_FIELDS, AppError, CheckResult, TestResult
+from critic.core.critique import code_lines, parse_critique
+from critic.datagen.rating import FLAG_FIELDS, SCORE_FIELDS, SCORE_MAX, SCORE_MIN
+
+if TYPE_CHECKING:
+    from critic.annotation_app.db import User
 
 __all__ = ["MAX_CRITIQUES", "build_ui", "parse_line_numbers", "render_check", "render_critique"]
 
-MAX_CRITIQUES = 4  # critiques per compare task: one column of controls each
-SCORES = list(range(1, 8))
-SCORE_FIELDS = ("cbi", "comprehensiveness", "conciseness", "overall")
-FLAG_FIELDS = ("nitpick", "fake_problem", "hallucinated_quote")
+MAX_CRITIQUES = store.CRITIQUES_PER_TASK  # critiques per compare task: one column of controls each
+SCORES = list(range(SCORE_MIN, SCORE_MAX + 1))
 AUTOSAVE_S = 2.0  # a draft is saved this long after an edit (and every this long while typing)
-_MAX_RANGE = 20_000  # no code has more lines (store.MAX_CODE characters)
 
 SCORE_HELP = {
     "cbi": (
@@ -75,7 +74,7 @@ def parse_line_numbers(text: str) -> list[int]:
             raise AppError(f"bug lines: cannot read {part!r}; write line numbers like 3, 5-6")
         low = int(match[1])
         high = int(match[2]) if match[2] else low
-        if high < low or high - low > _MAX_RANGE:
+        if high < low or high - low > store.MAX_CODE:  # no code has more lines than characters
             raise AppError(f"bug lines: {part!r} is not a range of lines")
         numbers.update(range(low, high + 1))
     return sorted(numbers)
@@ -96,17 +95,15 @@ def render_critique(text: str, code: str) -> str:
     """A critique as markdown with each highlight tied to the code: the line numbers it quotes and
     those lines as they are in the code, or a warning when the quote is not in the code at all."""
     critique = parse_critique(text, code)
-    code_lines = code.replace("\r\n", "\n").split("\n")
-    width = len(str(len(code_lines)))
+    lines = code_lines(code)  # numbered as the store numbers bug lines
+    width = len(str(len(lines)))
     parts = [critique.preamble] if critique.preamble else []
     for highlight in critique.highlights:
         if highlight.start_line is None or highlight.end_line is None:
             parts.append("**⚠ Quote not found in the code:**")
             parts.append(_fence(highlight.quote) if highlight.quote.strip() else "*(empty quote)*")
         else:
-            quoted = [
-                f"{n:>{width}} │ {code_lines[n - 1]}" for n in highlight.lines if 0 < n <= len(code_lines)
-            ]
+            quoted = [f"{n:>{width}} │ {lines[n - 1]}" for n in highlight.lines if 0 < n <= len(lines)]
             parts.append(f"**{_span(highlight.start_line, highlight.end_line)}**")
             parts.append(_fence("\n".join(quoted)))
         if highlight.comment:
@@ -152,29 +149,34 @@ def _table(rows: list[dict[str, Any]]) -> Any:
 
 
 class _CritiqueSlot:
-    """The controls of one critique in the Compare tab."""
+    """The controls of one critique in the Compare tab: one per rubric field a rater fills in
+    (store.RATED_FIELDS): a radio per score, a checkbox per flag, and the rationale."""
 
     def __init__(self, index: int) -> None:
         with gr.Column(visible=False, elem_id=f"critique-{index}", min_width=320) as self.column:
             gr.Markdown(f"### Critique {index + 1}")
             self.text = gr.Markdown(elem_id=f"critique-{index}-text")
-            self.scores = {
-                field: gr.Radio(
+            self.controls: dict[str, gr.components.Component] = {}
+            for field in SCORE_FIELDS:
+                label, info = SCORE_HELP[field]
+                self.controls[field] = gr.Radio(
                     SCORES, label=label, info=info, elem_id=f"critique-{index}-{field}", interactive=True
                 )
-                for field, (label, info) in SCORE_HELP.items()
-            }
-            self.flags = {
-                field: gr.Checkbox(label=label, elem_id=f"critique-{index}-{field}")
-                for field, label in FLAG_LABELS.items()
-            }
-            self.rationale = gr.Textbox(
-                label="Rationale", lines=3, elem_id=f"critique-{index}-rationale", max_length=5000
+            for field in FLAG_FIELDS:
+                self.controls[field] = gr.Checkbox(
+                    label=FLAG_LABELS[field], elem_id=f"critique-{index}-{field}"
+                )
+            self.controls["rationale"] = gr.Textbox(
+                label="Rationale",
+                lines=3,
+                elem_id=f"critique-{index}-rationale",
+                max_length=store.MAX_RATIONALE,
             )
 
     @property
     def inputs(self) -> list[gr.components.Component]:
-        return [*self.scores.values(), *self.flags.values(), self.rationale]
+        """The controls in RATED_FIELDS order (a KeyError here: the rubric has a field with no control)."""
+        return [self.controls[field] for field in RATED_FIELDS]
 
     def fill(self, text: str | None, draft: dict[str, Any] | None) -> dict[Any, Any]:
         """Updates showing a critique (or hiding the slot when text is None), restoring its draft."""
@@ -182,18 +184,17 @@ class _CritiqueSlot:
             return {self.column: gr.Column(visible=False)}
         draft = draft or {}
         updates: dict[Any, Any] = {self.column: gr.Column(visible=True), self.text: text}
-        for field, radio in self.scores.items():
-            updates[radio] = draft.get(field)
-        for field, box in self.flags.items():
-            updates[box] = bool(draft.get(field, False))
-        updates[self.rationale] = draft.get("rationale", "")
+        for field, control in self.controls.items():
+            if field in FLAG_FIELDS:
+                updates[control] = bool(draft.get(field, False))
+            else:
+                updates[control] = draft.get(field, "" if field == "rationale" else None)
         return updates
 
 
 def _values(values: list[Any]) -> dict[str, Any]:
     """One slot's form values (in _CritiqueSlot.inputs order) by field name."""
-    fields = [*SCORE_FIELDS, *FLAG_FIELDS, "rationale"]
-    return dict(zip(fields, values, strict=True))
+    return dict(zip(RATED_FIELDS, values, strict=True))
 
 
 class AnnotationUI:
@@ -226,7 +227,7 @@ class AnnotationUI:
         if not token:
             raise AppError("not logged in")
         with Session(self.engine) as session:
-            yield session, user_for_token(session, token)
+            yield session, store.user_for_token(session, token)
 
     @staticmethod
     def _guard(status: gr.Markdown) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
@@ -251,7 +252,7 @@ class AnnotationUI:
         with gr.Column(elem_id="login-panel") as self.login_panel:
             gr.Markdown("## critic annotation\nLog in with the name and password your admin gave you.")
             with gr.Row():
-                self.name = gr.Textbox(label="Name", elem_id="login-name", max_length=64)
+                self.name = gr.Textbox(label="Name", elem_id="login-name", max_length=store.MAX_NAME)
                 self.password = gr.Textbox(
                     label="Password", type="password", elem_id="login-password", max_length=1024
                 )
@@ -260,13 +261,13 @@ class AnnotationUI:
 
     def do_login(self, name: str, password: str) -> dict:
         with Session(self.engine) as session:
-            token = login(session, name.strip(), password)
+            token = store.login(session, name, password)
         return {self.token: token, self.password: "", self.login_status: ""}
 
     def do_logout(self, token: str | None) -> dict:
         if token:
             with Session(self.engine) as session:
-                logout(session, token)
+                store.logout(session, token)
         # Nothing of this user's stays on the page for the next one to see.
         return {
             self.token: None,
@@ -295,7 +296,7 @@ class AnnotationUI:
             return {self.login_panel: gr.Column(visible=True), self.app_panel: gr.Column(visible=False)}
         with Session(self.engine) as session:
             try:
-                user = user_for_token(session, token)
+                user = store.user_for_token(session, token)
             except AppError:  # logged out elsewhere, or a database that was reset
                 return {self.token: None, self.login_panel: gr.Column(visible=True)}
             return self._open_sample(session, user) | {
@@ -342,7 +343,7 @@ class AnnotationUI:
                         info="Describe the bug as if you had caught it in code review.",
                         lines=5,
                         elem_id="tamper-description",
-                        max_length=5000,
+                        max_length=store.MAX_DESCRIPTION,
                     )
                     with gr.Row():
                         self.check_button = gr.Button("Check against critic", elem_id="tamper-check")
@@ -398,9 +399,11 @@ class AnnotationUI:
         if sample is None:
             raise AppError("no sample is open")
         bug_lines = parse_line_numbers(lines)
-        with self._user(token):  # only logged-in users may spend the critic's time
-            store.validate_tampering(sample["original"], code, bug_lines, text)
-        result = store.check_tampering(self.critic_factory(), code, bug_lines, text)
+        # The store checks that the sample is the user's and the tampering valid before the critic runs.
+        with self._user(token) as (session, user):
+            result = store.check_sample(
+                session, user, self.critic_factory, sample["id"], code, bug_lines, text
+            )
         return {
             self.check: result,
             self.check_result: render_check(result),
@@ -560,7 +563,12 @@ class AnnotationUI:
             with gr.Column():
                 gr.Markdown("### Overlap")
                 self.overlap = gr.Number(
-                    label="Raters per tampering", value=2, precision=0, minimum=1, elem_id="admin-overlap"
+                    label="Raters per tampering",
+                    value=store.DEFAULT_OVERLAP,
+                    precision=0,
+                    minimum=1,
+                    maximum=store.MAX_OVERLAP,
+                    elem_id="admin-overlap",
                 )
                 self.overlap_button = gr.Button("Set overlap", elem_id="admin-set-overlap")
             with gr.Column():
@@ -598,18 +606,17 @@ class AnnotationUI:
             return self._admin_view(session, user)
 
     def import_code(self, token: str | None, source: str) -> dict:
-        if not source.strip():
-            raise AppError("name a source to import: humaneval, a datasets directory or a folder")
         with self._user(token) as (session, user):
-            added = store.import_samples(session, user, source.strip())
+            added = store.import_samples(session, user, source)
             return self._admin_view(session, user) | {self.admin_status: f"✓ Imported {added} new samples."}
 
     def set_overlap(self, token: str | None, overlap: float | None) -> dict:
-        if overlap is None:
-            raise AppError("overlap must be a whole number of raters")
+        # A whole float (the number box's 3.0) is the number of raters; anything else, the store refuses.
+        if isinstance(overlap, float) and overlap.is_integer():
+            overlap = int(overlap)
         with self._user(token) as (session, user):
-            store.set_overlap(session, user, int(overlap))
-            return self._admin_view(session, user) | {self.admin_status: f"✓ Overlap set to {int(overlap)}."}
+            store.set_overlap(session, user, overlap)
+            return self._admin_view(session, user) | {self.admin_status: f"✓ Overlap set to {overlap}."}
 
     def export(self, token: str | None, directory: str) -> dict:
         if not directory.strip():

@@ -37,6 +37,7 @@ from sqlmodel import Session, select
 from critic.annotation_app import store
 from critic.annotation_app.checker import CheckResult
 from critic.annotation_app.db import Assignment, Rating, Tampering, init_db, make_engine
+from critic.datagen.rating import FLAG_FIELDS, SCORE_FIELDS, SCORE_MAX, SCORE_MIN
 from critic.datagen.tamper import tamper
 from critic.evaluate import random_line_critiques
 
@@ -66,9 +67,10 @@ def seed(url: str, tasks: int, annotators: int, overlap: int) -> None:
                 store.skip_sample(session, author, sample.sample_id)  # nothing to tamper in it
                 continue
             bug = bugs[0]
-            critiques = [random_line_critiques([{"code": bug.code}], seed)[0] for seed in range(3)]
+            seeds = list(range(store.CHECK_SEARCHES))
+            critiques = [random_line_critiques([{"code": bug.code}], seed)[0] for seed in seeds]
             check = CheckResult(
-                [False] * 3, critiques, True, {"origin": ORIGIN, "seeds": [0, 1, 2]}, bug.code
+                [False] * len(seeds), critiques, True, {"origin": ORIGIN, "seeds": seeds}, bug.code
             )
             store.submit_tampering(
                 session,
@@ -138,8 +140,8 @@ def annotate(base: str, name: str, stats: Stats, seed: int) -> None:
             ratings = [
                 {
                     "critique_id": c["critique_id"],
-                    **{k: rng.randint(1, 7) for k in ("cbi", "comprehensiveness", "conciseness", "overall")},
-                    **{k: rng.random() < 0.3 for k in ("nitpick", "fake_problem", "hallucinated_quote")},
+                    **{k: rng.randint(SCORE_MIN, SCORE_MAX) for k in SCORE_FIELDS},
+                    **{k: rng.random() < 0.3 for k in FLAG_FIELDS},
                     "rationale": f"{name}: rated at random by the load test.",
                 }
                 for c in task["critiques"]
@@ -184,10 +186,9 @@ def check_database(url: str, accepted: int, tasks: int, overlap: int, say) -> li
         tamperings = session.exec(select(func.count()).select_from(Tampering)).one()
     engine.dispose()
     say(f"database: {ratings} ratings, {tamperings} tamperings, {len(done)} tasks claimed, {still_open} open")
-    if ratings != 4 * accepted:
-        problems.append(
-            f"{ratings} rating rows for {accepted} accepted submissions (expected {4 * accepted})"
-        )
+    expected = store.CRITIQUES_PER_TASK * accepted
+    if ratings != expected:
+        problems.append(f"{ratings} rating rows for {accepted} accepted submissions (expected {expected})")
     if duplicates:
         problems.append(f"{duplicates} (critique, rater) pairs rated more than once")
     if tamperings != tasks or sorted(n for _, n in done) != [overlap] * tasks:
@@ -221,7 +222,10 @@ def main() -> None:
         url = f"sqlite:///{Path(tmp) / 'annotations.db'}"
         start = time.perf_counter()
         seed(url, args.tasks, args.annotators, args.overlap)
-        say(f"seeded {args.tasks} tamperings x 4 critiques in {time.perf_counter() - start:.1f} s ({url})")
+        say(
+            f"seeded {args.tasks} tamperings x {store.CRITIQUES_PER_TASK} critiques in "
+            f"{time.perf_counter() - start:.1f} s ({url})"
+        )
         port = free_port()
         proc = start_server(url, port)
         try:
@@ -243,7 +247,8 @@ def main() -> None:
             proc.wait(timeout=30)
         say(
             f"{args.annotators} annotators, overlap {args.overlap}: {stats.accepted} submissions "
-            f"(4 ratings each) in {wall:.1f} s = {stats.accepted / wall:.1f} submissions/s"
+            f"({store.CRITIQUES_PER_TASK} ratings each) in {wall:.1f} s = "
+            f"{stats.accepted / wall:.1f} submissions/s"
         )
         for label, values in (("fetch next task", stats.fetch), ("submit ratings", stats.submit)):
             say(

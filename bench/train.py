@@ -41,13 +41,13 @@ from datasets import Dataset
 from transformers import Gemma2ForCausalLM, Gemma2ForSequenceClassification, TrainerCallback
 from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
-from critic.core.critique import terminate_critique
+from critic.core.critique import request, terminate_critique
 from critic.core.tokenizer import load_hf_tokenizer
 from critic.datagen.rating import gold_critique
 from critic.datagen.tamper import tamper
 from critic.datagen.tamper_data import humaneval_items
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
-from critic.rl.common import request, trainer_defaults
+from critic.rl.common import trainer_defaults
 
 CONFIG = CriticConfig.from_preset("tiny")
 FAMILIES = {

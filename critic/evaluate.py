@@ -81,7 +81,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from critic.core.critique import code_spans, format_critique, parse_critique
+from critic.core.critique import code_lines, code_spans, format_critique, parse_critique
 from critic.datagen.rating import rate_critique
 from critic.inference.fsbs import Critic
 from critic.inference.sampling import generate
@@ -89,7 +89,6 @@ from critic.review.reviewer import CHUNKS_PER_BATCH, Finding, SourceFile, filter
 from critic.review.settings import ReviewSettings
 
 SCHEMA_VERSION = 2
-CBI_INCLUDED = 5  # rater scores 5-7: a highlight overlaps the bug lines
 TAMPERED_SETS = ("humaneval", "humaneval_line_uniform", "stdlib")
 CLEAN_SET = "clean"
 SWEEP_MIN_SCORES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -123,7 +122,7 @@ def judge(critiques: Sequence[str], samples: Sequence[dict]) -> tuple[Metrics, l
     quoted = quoted_bug = bug_total = bug_found = 0
     for critique, sample in zip(critiques, samples, strict=True):
         rating = rate_critique(critique, sample["code"], sample["bug_lines"], sample["description"])
-        included.append(rating.cbi >= CBI_INCLUDED)
+        included.append(rating.caught)
         fake += rating.fake_problem
         hallucinated += rating.hallucinated_quote
         nitpick += rating.nitpick
@@ -154,7 +153,7 @@ def random_line_critiques(samples: Sequence[dict], seed: int) -> list[str]:
     rng = random.Random(seed)
     critiques = []
     for sample in samples:
-        lines = [line for line in sample["code"].split("\n") if line.strip()]
+        lines = [line for line in code_lines(sample["code"]) if line.strip()]
         quote = rng.choice(lines).strip() if lines else ""
         critiques.append(format_critique([(quote, "This line is wrong.")]) if quote else "")
     return critiques
@@ -273,7 +272,7 @@ def code_tokens_per_line(code: str) -> list[int]:
     """Code tokens starting on each line (index 0: line 1), by Python's `tokenize`; strings (whole
     f-strings included), comments, newlines, indentation and the end marker do not count. Code that
     does not tokenize counts whitespace-separated words of each line that is not a `#` comment."""
-    lines = code.split("\n")
+    lines = code_lines(code)
     counts = [0] * len(lines)
     depth = 0  # inside an f-string (3.12+), replacement fields included
     try:
@@ -295,7 +294,7 @@ def baseline_line(code: str, kind: str, rng: random.Random) -> int | None:
     random_line: a non-blank line; random_code_line: a line with a code token; longest_line: the line
     with the most code tokens, the first of equals."""
     if kind == "random_line":
-        candidates = [n for n, line in enumerate(code.split("\n"), start=1) if line.strip()]
+        candidates = [n for n, line in enumerate(code_lines(code), start=1) if line.strip()]
         return rng.choice(candidates) if candidates else None
     counts = code_tokens_per_line(code)
     if kind == "random_code_line":

@@ -8,16 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from critic.core.critique import build_prompt, terminate_critique
+from critic.core.critique import terminate_critique
 from critic.datagen.rating import gold_critique
 from critic.model.checkpoint import CheckpointError, verify_checkpoint
-
-BOS = "<bos>"
-
-
-def request(code: str) -> str:
-    """The prompt a critic is trained and sampled on (the tokenizer reads <bos> as its special id)."""
-    return BOS + build_prompt(code)
 
 
 def reference_completion(row: dict[str, Any]) -> str:

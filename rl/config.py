@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from critic.core.errors import UserError
+from critic.core.sources import HUMANEVAL, STDLIB
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -31,9 +32,9 @@ class LoraOptions:
 
 @dataclass
 class DataStage:
-    # "humaneval", "stdlib" (this interpreter's standard library), a directory of Python files, or a
-    # list of these (each is split into train/validation/test on its own)
-    source: str | list[str] = "humaneval"
+    # a source name (critic.core.sources: humaneval, stdlib, site-packages), a directory of Python files,
+    # or a list of these (each is split into train/validation/test on its own)
+    source: str | list[str] = HUMANEVAL
     per_item: int = 4
     max_items: int | None = None  # first N source items only (quick runs and tests)
     max_per_source: int | None = None  # a seeded random sample of at most N items from each source
@@ -48,9 +49,8 @@ class PretrainStage:
 
     preset: str = "tiny"  # architecture when training from scratch: a preset, or a directory with config.json
     init: str | None = None  # or continue from a checkpoint directory (e.g. public Gemma 2 weights)
-    # "stdlib" (this interpreter's standard library, tests left out), "site-packages" (the installed
-    # packages' sources: sysconfig purelib/platlib), or directories
-    sources: list[str] = field(default_factory=lambda: ["stdlib"])
+    # stdlib (tests left out), site-packages or directories (critic.core.sources); never humaneval
+    sources: list[str] = field(default_factory=lambda: [STDLIB])
     max_tokens: int | None = 20_000_000  # corpus cap (None: every file of the sources)
     max_file_chars: int = 200_000  # a longer file is cut at the last line end before this
     max_steps: int = 1000

@@ -21,9 +21,10 @@ from datasets import Dataset, DatasetDict
 
 from critic.core.errors import UserError
 from critic.core.tokenizer import load_hf_tokenizer
+from critic.core.tokens import BOS
 from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
 from critic.model.checkpoint import read_config, verify_checkpoint, weight_files
-from critic.rl.common import BOS, check_checkpoint, trainer_defaults
+from critic.rl.common import check_checkpoint, trainer_defaults
 from critic.rl.config import DistillStage
 from critic.rl.sft import fitting, pretraining_corpus, sft_examples
 

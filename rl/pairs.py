@@ -23,9 +23,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from critic.core.critique import NO_BUGS, code_spans, terminate_critique
+from critic.core.critique import NO_BUGS, code_lines, code_spans, request, terminate_critique
 from critic.datagen.rating import gold_critique, line_claim
-from critic.rl.common import request
 
 # A backticked span this large a share of the bug line is the quote of the line itself, which a
 # critique of another line would quote instead.
@@ -36,7 +35,7 @@ def candidate_lines(code: str, exclude: set[int]) -> list[int]:
     """Lines a critic could plausibly flag: code, not blank and not a comment."""
     return [
         n
-        for n, line in enumerate(code.split("\n"), start=1)
+        for n, line in enumerate(code_lines(code), start=1)
         if n not in exclude and line.strip() and not line.lstrip().startswith("#")
     ]
 
@@ -44,7 +43,7 @@ def candidate_lines(code: str, exclude: set[int]) -> list[int]:
 def _other_lines(code: str, exclude: set[int], k: int, rng: random.Random) -> list[int]:
     """k distinct lines: the first half weighted by length, the rest uniform."""
     pool = candidate_lines(code, exclude)
-    lines = code.split("\n")
+    lines = code_lines(code)
     chosen: list[int] = []
     while pool and len(chosen) < k:
         if len(chosen) < (k + 1) // 2:
@@ -71,9 +70,9 @@ def misplaced_critique(
 ) -> str:
     """The gold critique of a bug at `bug_lines` of `described` (default: `code`), moved to `line` of
     `code` (which may be the untampered original): what a critic that found the wrong line writes."""
-    at = (described or code).split("\n")
+    at = code_lines(described or code)
     bug_text = " ".join(at[n - 1].strip() for n in bug_lines if n <= len(at))
-    other = code.split("\n")[line - 1].strip()
+    other = code_lines(code)[line - 1].strip()
     return gold_critique(code, [line], _comment_for(description, bug_text, other))
 
 

@@ -15,7 +15,6 @@ import json
 import random
 import shutil
 import subprocess
-import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,15 +51,12 @@ def _load(path: Path):
 
 
 def _stage_data(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from critic.datagen.tamper_data import build_samples, directory_items, humaneval_items, to_dataset_dict
+    from critic.datagen.tamper_data import build_samples, source_items, to_dataset_dict
 
     d = cfg.data
     items = []
     for source in _data_sources(cfg):
-        if source == "humaneval":
-            found = humaneval_items()
-        else:
-            found = directory_items(sysconfig.get_paths()["stdlib"] if source == "stdlib" else source)
+        found = source_items(source)
         if d.max_per_source and len(found) > d.max_per_source:
             # spread over the whole source, not its alphabetically first files
             found = random.Random(d.seed).sample(found, d.max_per_source)

@@ -19,13 +19,15 @@ from critic.core.critique import (
     END_OF_TURN,
     critique_completion_end,
     parse_critique,
+    request,
     split_request,
     terminate_critique,
 )
 from critic.core.tokenizer import load_hf_tokenizer, load_tokenizer
+from critic.core.tokens import EOS, PAD
 from critic.inference.sampling import generate
 from critic.model import CriticForCausalLM, CriticForSequenceClassification, load_causal_lm
-from critic.rl.common import check_checkpoint, merged, request, trainer_defaults
+from critic.rl.common import check_checkpoint, merged, trainer_defaults
 from critic.rl.config import PPOStage
 
 
@@ -37,12 +39,12 @@ def quotes_missing_code(code: str, critique: str) -> bool:
 def critique_of(text: str) -> tuple[str, str] | None:
     """(code, critique) of a decoded request and sampled answer, the answer cut where the model ended
     its turn; None if `text` holds no request."""
-    parts = split_request(text.replace("<pad>", ""))
+    parts = split_request(text.replace(PAD, ""))
     if parts is None:
         return None
     code, answer = parts
     end = critique_completion_end(answer)
-    return code, (answer if end is None else answer[:end]).replace("<eos>", "")
+    return code, (answer if end is None else answer[:end]).replace(EOS, "")
 
 
 @torch.no_grad()

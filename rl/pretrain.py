@@ -23,7 +23,6 @@ import json
 import platform
 import random
 import subprocess
-import sysconfig
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from critic.core.errors import UserError
+from critic.core.sources import SITE_PACKAGES, STDLIB, site_packages_roots, source_roots, stdlib_root
 from critic.datagen.tamper_data import python_files, split_of_group
 from critic.rl.common import (
     check_checkpoint,
@@ -64,20 +64,11 @@ class Candidate:
     relative: str  # to the source's root: its split group, and the record of what was used
 
 
-def stdlib_root() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
-def site_packages_roots() -> list[Path]:
-    paths = sysconfig.get_paths()
-    return [Path(p) for p in dict.fromkeys((paths["purelib"], paths["platlib"])) if Path(p).is_dir()]
-
-
 def held_out_filter(data_sources: list[str], seed: int) -> Callable[[Path], bool]:
     """path -> whether the data stage could put it in validation or test. The standard library is
     always checked (the evaluation draws held-out code from it), and so is every directory or file the
     data stage reads; a path under none of them is never held out."""
-    roots = [stdlib_root()] + [Path(s) for s in data_sources if s not in ("humaneval", "stdlib")]
+    roots = list(dict.fromkeys([stdlib_root(), *(root for s in data_sources for root in source_roots(s))]))
     resolved = [(root.resolve(), root.is_file()) for root in roots if root.exists()]
 
     def held_out(path: Path) -> bool:
@@ -132,7 +123,7 @@ def list_sources(
     for index, source in enumerate(sources):
         skipped: Counter = Counter()
         found: list[Candidate] = []
-        if source == "stdlib":
+        if source == STDLIB:
             root = stdlib_root()
             version = platform.python_version()
             record: dict[str, Any] = {"source": source, "path": str(root), "version": version}
@@ -146,7 +137,7 @@ def list_sources(
                     skipped["held_out"] += 1
                 else:
                     found.append(Candidate(index, path, "/".join(parts)))
-        elif source == "site-packages":
+        elif source == SITE_PACKAGES:
             roots = site_packages_roots()
             owner_here, count = _distribution_of_files(roots)
             owner.update(owner_here)
@@ -304,8 +295,8 @@ def build_corpus(
     for record, counts in zip(records, stats["per_source"], strict=True):
         record.update(files=counts["files"], tokens=counts["tokens"])
     for record in records:
-        if record["source"] == "site-packages":
-            index = cfg.sources.index("site-packages")
+        if record["source"] == SITE_PACKAGES:
+            index = cfg.sources.index(SITE_PACKAGES)
             labels = {owner.get(c.path.resolve(), "unknown") for c in used if c.source == index}
             record["distributions_used"] = sorted(labels, key=str.lower)
     return {

@@ -10,12 +10,19 @@ import hashlib
 from collections import defaultdict
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
+from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from critic.core.critique import NO_BUGS, terminate_critique
+from critic.core.critique import NO_BUGS, code_lines, request, terminate_critique
 from critic.core.errors import UserError
-from critic.datagen.rating import RATING_FIELDS, gold_critique, preferences, rate_critique
-from critic.rl.common import request
+from critic.datagen.rating import (
+    CAUGHT_CBI,
+    PAIR_SCHEMA,
+    RATING_FIELDS,
+    gold_critique,
+    pair_features,
+    preferences,
+    rate_critique,
+)
 from critic.rl.config import RateStage
 from critic.rl.pairs import synthetic_preferences
 
@@ -26,7 +33,7 @@ CLEAN_MARGIN = 3.0  # a fake problem on clean code against the right answer: as 
 def clean_code_pair(row: dict) -> dict | None:
     """NO_BUGS preferred over a critique of the bug lines' counterparts in the untampered original,
     or None where those lines are not in the original (a removed statement) or hold no code."""
-    lines = row["original"].splitlines()
+    lines = code_lines(row["original"])
     if not row["original"] or max(row["bug_lines"]) > len(lines):
         return None
     if not any(lines[n - 1].strip() for n in row["bug_lines"]):
@@ -81,13 +88,8 @@ def rate_split(
     return Dataset.from_dict(dict(ratings)), Dataset.from_dict(dict(pairs))
 
 
-PAIR_FEATURES = Features(
-    {
-        name: Value("float64" if name == "margin" else "string")
-        for name in ("task_id", "prompt", "chosen", "rejected", "margin")
-    }
-)
-PREFERENCE_COLUMNS = list(PAIR_FEATURES)
+PAIR_FEATURES = pair_features()
+PREFERENCE_COLUMNS = list(PAIR_SCHEMA)
 
 
 def human_preferences(path: str | Path) -> DatasetDict:
@@ -136,7 +138,8 @@ def run_rate(cfg: RateStage, samples: DatasetDict, out: Path, data: DatasetDict 
         metrics[f"{split}_pairs"] = len(pairs)
         if len(ratings):
             policy = [r for r in ratings if r["origin"].startswith("policy")]
-            metrics[f"{split}_policy_cbi_rate"] = sum(r["cbi"] >= 6 for r in policy) / max(1, len(policy))
+            caught = sum(r["cbi"] >= CAUGHT_CBI for r in policy)
+            metrics[f"{split}_policy_cbi_rate"] = caught / max(1, len(policy))
     missing = [name for name, ds in result.items() if name.startswith("preferences") and not len(ds)]
     if missing:
         raise UserError(f"no preference pairs in {', '.join(missing)}: sample more critiques per task")

@@ -12,12 +12,13 @@ from datasets import Dataset, DatasetDict
 from rich.console import Console
 from rich.progress import track
 
-from critic.core.critique import END_OF_TURN, HIGHLIGHT_FENCE, critique_completion_end
+from critic.core.critique import END_OF_TURN, HIGHLIGHT_FENCE, critique_completion_end, request
 from critic.core.tokenizer import load_tokenizer
+from critic.core.tokens import EOS
 from critic.inference.quoting import QuoteConstraint, TokenTrie
 from critic.inference.sampling import generate
 from critic.model import load_causal_lm
-from critic.rl.common import check_checkpoint, request
+from critic.rl.common import check_checkpoint
 from critic.rl.config import SampleStage
 
 SPLITS = ("train", "validation")  # reward-model training pairs, and its held-out accuracy
@@ -67,9 +68,7 @@ def run_sample(cfg: SampleStage, data: DatasetDict, policy_dir: Path, out: Path)
                 records["original"].append(row["original"])
                 records["bug_lines"].append(row["bug_lines"])
                 records["description"].append(row["description"])
-                records["critique"].append(
-                    text[:end].replace("<eos>", "").strip() if end is not None else text
-                )
+                records["critique"].append(text[:end].replace(EOS, "").strip() if end is not None else text)
                 records["origin"].append(f"policy/{k}")
         result[split] = Dataset.from_dict(records)
     samples = DatasetDict(result)

@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import sysconfig
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 from trl import SFTConfig, SFTTrainer
 
-from critic.core.critique import NO_BUGS, terminate_critique
+from critic.core.critique import NO_BUGS, request, terminate_critique
+from critic.core.sources import stdlib_root
 from critic.core.tokenizer import load_hf_tokenizer, stdlib_files
+from critic.core.tokens import BOS
 from critic.datagen.tamper_data import split_functions, split_of_group
 from critic.model import CriticConfig, CriticForCausalLM, to_hf_config
 from critic.rl.common import (
-    BOS,
     check_checkpoint,
     merged,
     reference_completion,
-    request,
     resumable_args,
     resume_point,
     resumed_step,
@@ -51,7 +50,7 @@ def pretraining_corpus(max_items: int = 4000, seed: int = 0) -> Dataset:
     """Plain Python functions of the standard library (distill.pretrain_steps; the pretrain stage reads
     whole files, rl/pretrain.py), from the files the data stage with this seed puts in train only:
     held-out files are the evaluation's."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = stdlib_root()
     texts: list[str] = []
     for path in stdlib_files():
         if split_of_group(path.relative_to(root).as_posix(), seed) != "train":

@@ -193,3 +193,34 @@ def annotation_engine(annotation_url):
     init_db(engine)
     yield engine
     engine.dispose()
+
+
+# --- the fast loop: `pytest -m "not slow"` ---------------------------------------------------------
+
+# Modules whose tests train models or run pipeline stages (test_pipeline, test_distill, test_ppo,
+# test_pretrain, test_rank, test_recipe, test_trl, test_eval) or start servers, browsers, sandboxed
+# programs and fresh installs (test_annotation_e2e, test_annotation_faults, test_sandbox,
+# test_packaging): minutes on 2 CPU cores. Every test in them is marked `slow` (registered in
+# pyproject.toml) here, so the test files stay as they are; plain `pytest` (CI) still runs them all.
+SLOW_MODULES = frozenset(
+    {
+        "test_annotation_e2e",
+        "test_annotation_faults",
+        "test_distill",
+        "test_eval",
+        "test_packaging",
+        "test_pipeline",
+        "test_ppo",
+        "test_pretrain",
+        "test_rank",
+        "test_recipe",
+        "test_sandbox",
+        "test_trl",
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

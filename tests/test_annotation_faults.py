@@ -1,8 +1,9 @@
 """A server killed in the middle of a rating submission leaves no half-written rating behind.
 
-The real server runs as a subprocess; the store's test hook (CRITIC_ANNOTATE_TEST_DELAY) makes it
-sleep after writing the first rating row and before the commit, and announces it on stderr. The
-test SIGKILLs the server during that sleep, reopens the database and finds the task untouched.
+The real server runs as a subprocess, started through tests/annotate_with_delay.py: the same CLI, with
+a pause after the first rating row of a submission is written and before the commit, announced on
+stderr. The test SIGKILLs the server during that pause, reopens the database and finds the task
+untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 from annotation_helpers import PASSWORD, make_team, rating, tamper_next
@@ -24,6 +26,7 @@ from critic.annotation_app import store
 from critic.annotation_app.db import Assignment, Critique, Rating, init_db, make_engine
 
 START_TIMEOUT_S = 180  # the server imports gradio; a busy CI machine is slow
+DELAYED_CLI = Path(__file__).with_name("annotate_with_delay.py")  # `python -m critic.cli`, with a pause
 
 
 def free_port() -> int:
@@ -32,10 +35,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(url: str, port: int, env: dict) -> tuple[subprocess.Popen, queue.Queue]:
+def start_server(url: str, port: int, delay_s: float) -> tuple[subprocess.Popen, queue.Queue]:
+    """The annotation server, pausing `delay_s` seconds in the middle of each rating submission."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "critic.cli", "annotate", "--db", url, "--port", str(port)],
-        env={**os.environ, **env},
+        [sys.executable, str(DELAYED_CLI), str(delay_s), "annotate", "--db", url, "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,7 +79,7 @@ def test_sigkill_mid_submission_leaves_the_task_open(annotation_url, tmp_path):
     body = {"ratings": [{"critique_id": c.critique_id, **vars(rating())} for c in task.critiques]}
 
     port = free_port()
-    proc, lines = start_server(annotation_url, port, {store.TEST_DELAY_ENV: "120"})
+    proc, lines = start_server(annotation_url, port, delay_s=120)
     try:
         base = f"http://127.0.0.1:{port}/api"
         token = httpx.post(f"{base}/login", json={"name": "bob", "password": PASSWORD}).json()["token"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, fields
+from types import SimpleNamespace
+from typing import get_type_hints
 
 import pytest
 from annotation_helpers import (
@@ -15,6 +17,7 @@ from annotation_helpers import (
     DESCRIPTION,
     ORIGIN,
     PASSWORD,
+    critiques_for,
     fixed_check,
     make_team,
     make_users,
@@ -29,6 +32,7 @@ from sqlmodel import Session, func, select
 
 from critic.annotation_app import store
 from critic.annotation_app.db import (
+    RATED_FIELDS,
     Assignment,
     CodeSample,
     Critique,
@@ -38,10 +42,10 @@ from critic.annotation_app.db import (
     init_db,
     make_engine,
 )
-from critic.core.critique import terminate_critique
-from critic.datagen.rating import gold_critique
+from critic.core.critique import request, terminate_critique
+from critic.datagen.rating import RATING_FIELDS, gold_critique
+from critic.datagen.rating import Rating as RubricRating
 from critic.datagen.tamper_data import FIELDS
-from critic.rl.common import request
 
 
 @pytest.fixture
@@ -65,6 +69,7 @@ def test_login_tokens_and_password_rules(annotation_engine):
         assert PASSWORD not in alice.password_hash and alice.password_hash.startswith("scrypt$")
         token = store.login(session, "alice", PASSWORD)
         assert store.user_for_token(session, token).name == "alice"
+        assert store.login(session, " alice ", PASSWORD)  # the name as create_user stored it
         with pytest.raises(store.AppError, match="wrong user name or password"):
             store.login(session, "alice", PASSWORD + "x")
         with pytest.raises(store.AppError, match="wrong user name or password"):
@@ -112,6 +117,8 @@ def test_import_sources_dedup(annotation_engine, tmp_path):
         assert store.import_samples(session, admin, str(folder)) == 0
         with pytest.raises(store.AppError, match="no such file"):
             store.import_samples(session, admin, str(tmp_path / "missing"))
+        with pytest.raises(store.AppError, match="name a source"):
+            store.import_samples(session, admin, "  ")  # not the current directory
     assert count(engine, CodeSample, CodeSample.test != "") == 164
 
 
@@ -396,6 +403,7 @@ def test_preferences_and_export(team, tmp_path):
 
     rate_tie = dsd["ratings"]
     assert len(rate_tie) == 8 and sorted(set(rate_tie["rater"])) == ["bob", "carol"]
+    assert set(RATED_FIELDS) <= set(rate_tie.column_names)
     tampering = dsd["tampering"]
     assert tampering.column_names == list(FIELDS)
     assert tampering[0]["source"] == "human" and tampering[0]["original"] == sample.code
@@ -441,3 +449,75 @@ def test_agreement_over_overlapping_ratings(team):
         result = store.agreement(session, admin)
     assert result["units"] == 4 and result["overall"] == pytest.approx(1.0)
     assert result["cbi"] is None  # every rating gave CBI 4: no variation to agree on
+
+
+# --- one rubric, one line numbering -----------------------------------------------------------------
+
+
+def test_rating_table_and_inputs_hold_exactly_the_rubric():
+    """The `rating` table spells its rubric columns out (a new one is a schema change): they, and the
+    store's RatingInput that the API and UI fill, are the rubric's fields with the rubric's types."""
+    rubric = get_type_hints(RubricRating)
+    assert set(RATED_FIELDS) | {"rater"} == set(RATING_FIELDS)
+    own = {"id", "critique_id", "rater_id", "created_at"}
+    assert {c.name for c in Rating.__table__.columns} - own == set(RATED_FIELDS)
+    assert {name: f.annotation for name, f in Rating.model_fields.items() if name not in own} == {
+        name: rubric[name] for name in RATED_FIELDS
+    }
+    assert get_type_hints(store.RatingInput) == {name: rubric[name] for name in RATED_FIELDS}
+
+
+def test_lone_carriage_return_numbers_lines_alike_in_ui_and_store():
+    """CR LF, CR and LF each end a line, in the store's bug lines and in the UI's quoted lines."""
+    from critic.annotation_app.ui import render_critique
+
+    original = "def f(xs):\r    total = 0\r\n    for x in xs:\n        total += x\r    return total\n"
+    code = original.replace("+=", "-=")
+    store.validate_tampering(original, code, [4], "Subtracts.")
+    with pytest.raises(store.AppError, match=r"bug line 6 is not a line of the code \(1 to 5\)"):
+        store.validate_tampering(original, code, [6], "Subtracts.")
+    shown = render_critique(gold_critique(code, [4], "Subtracts instead of adding."), code)
+    assert "**Line 4**" in shown and "4 │         total -= x" in shown
+
+
+# --- the UI is a thin layer over the store -----------------------------------------------------------
+
+
+class FixedCritic:
+    """A stand-in for the critic: its search with seed i finds critiques_for(code)[i]."""
+
+    name = "fixed"
+
+    def prompt_ids(self, code: str) -> list[int]:
+        return []
+
+    def search(self, prompts, codes, settings, seed):
+        return [SimpleNamespace(best=SimpleNamespace(critique=critiques_for(codes[0])[seed]))]
+
+
+def test_ui_check_goes_through_the_store(team):
+    """*Check against critic* in the UI asks the store, which refuses a sample the user does not hold
+    before the critic runs, exactly as the API does."""
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, _, alice, _, _ = team
+    with Session(engine) as session:
+        sample = store.next_tamper_sample(session, alice)
+        alice_token = store.login(session, "alice", PASSWORD)
+        bob_token = store.login(session, "bob", PASSWORD)
+    loaded = []
+
+    def critic_factory():
+        loaded.append(True)
+        return FixedCritic()
+
+    ui = AnnotationUI(engine, critic_factory)
+    state = {"id": sample.sample_id, "original": sample.code, "has_tests": False}
+    code = tampered(sample.code)
+    with pytest.raises(store.Forbidden, match="not in your queue"):
+        ui.run_check(bob_token, state, code, "3", DESCRIPTION)  # alice's sample, bob's check
+    with pytest.raises(store.AppError, match="description is empty"):
+        ui.run_check(alice_token, state, code, "3", " ")
+    assert not loaded  # neither refused check loaded the critic
+    result = ui.run_check(alice_token, state, code, "3", DESCRIPTION)[ui.check]
+    assert loaded and result.caught == [True, False, False] and result.code == code

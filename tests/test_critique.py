@@ -15,6 +15,7 @@ from critic.core.critique import (
     line_span_of,
     open_highlight,
     parse_critique,
+    request,
     terminate_critique,
 )
 from critic.core.critique import _code_index as code_index
@@ -50,9 +51,10 @@ def test_prompt_is_a_gemma_user_turn_with_the_code():
     assert "verbatim" in prompt
 
 
-def test_prompt_names_the_file():
-    assert "File: src/stats.py" in build_prompt(CODE, path="src/stats.py")
-    assert "File:" not in build_prompt(CODE)
+def test_request_is_bos_then_the_prompt_and_names_no_file():
+    """One prompt for training, sampling and review: code only, never a file name."""
+    assert request(CODE) == "<bos>" + build_prompt(CODE)
+    assert "File:" not in request(CODE)
 
 
 def test_prompt_fence_outlasts_fences_in_the_code():

@@ -1,4 +1,5 @@
-"""The wheel must carry every package: pyproject lists them by hand (data/ is mapped to critic.data)."""
+"""The wheel must carry every package: pyproject lists them by hand (data/, rl/ and annotation_app/ are
+mapped into critic), and it must install no import name but `critic`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def test_every_package_is_listed_in_pyproject():
 
 def test_wheel_ships_the_default_critic_and_hook_files(tmp_path):
     """pre-commit installs the package with a plain (non-editable) pip install: the wheel itself must
-    carry the default critic, the tokenizer and the pipeline configs."""
+    carry the default critic, the tokenizer and the pipeline configs, all inside the one top-level
+    package `critic`, so installing it can clash with no other package's names."""
     import subprocess
     import sys
     import zipfile
@@ -51,4 +53,7 @@ def test_wheel_ships_the_default_critic_and_hook_files(tmp_path):
     for role in ("policy", "reward"):
         for file in ("config.json", "model.safetensors", "tokenizer.json"):
             assert f"critic/data/default_critic/{role}/{file}" in names
-    assert {"critic/data/tokenizer.json", "rl/configs/tiny.yaml", "critic/commands/review.py"} <= names
+    assert {"critic/data/tokenizer.json", "critic/rl/configs/tiny.yaml", "critic/commands/review.py"} <= names
+    assert {"critic/rl/pipeline.py", "critic/annotation_app/store.py"} <= names
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"critic"}

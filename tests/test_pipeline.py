@@ -205,10 +205,10 @@ def test_ppo_reward_scores_critiques_as_review_does_and_penalises_made_up_quotes
     (cut at its end of turn, ended, then <eos>), minus the penalty for a quote that is not in the code."""
     from trl.experimental.utils import get_reward
 
+    from critic.core.critique import request
     from critic.core.tokenizer import load_hf_tokenizer
     from critic.model import CriticForSequenceClassification, to_hf_config
     from critic.model.config import CriticConfig
-    from critic.rl.common import request
     from critic.rl.ppo import CritiqueReward, critique_scores
 
     tokenizer = load_hf_tokenizer()

@@ -15,6 +15,7 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 from critic.core.errors import UserError
+from critic.core.sources import stdlib_root
 from critic.core.tokenizer import load_hf_tokenizer
 from critic.datagen.tamper_data import split_of_group
 from critic.rl.config import PipelineConfig, PretrainStage
@@ -26,7 +27,6 @@ from critic.rl.pretrain import (
     held_out_filter,
     list_sources,
     run_pretrain,
-    stdlib_root,
 )
 
 

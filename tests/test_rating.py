@@ -62,7 +62,6 @@ def valid_rating(**changes) -> Rating:
         overall=5,
         rationale="Catches the bug; one fake problem.",
         rater="alice",
-        cbi_per_bug=[6],
     )
     return Rating(**{**values, **changes})
 
@@ -72,7 +71,7 @@ def valid_rating(**changes) -> Rating:
 
 def test_quoting_the_bug_line_and_explaining_it_includes_the_bug():
     rating = rate(CATCH)
-    assert rating.cbi == 7 and rating.cbi_per_bug == [7]
+    assert rating.cbi == 7
     assert (rating.nitpick, rating.fake_problem, rating.hallucinated_quote) == (False, False, False)
     assert rating.overall == 7
     assert rating.rationale == "Highlight 1 (line 4) covers the inserted bug and explains it."
@@ -207,19 +206,6 @@ def test_long_prose_costs_conciseness():
     assert "long" in padded.rationale
 
 
-def test_several_bugs_are_rated_one_by_one():
-    other_description = "`min` and `max` are swapped, so values above `hi` come back unclamped."
-    bugs = [([10], other_description)]
-    both = rate_critique(gold_critique(CODE, [4], DESCRIPTION, bugs=bugs), CODE, [4], DESCRIPTION, bugs=bugs)
-    one = rate_critique(format_critique([CATCH]), CODE, [4], DESCRIPTION, bugs=bugs)
-    none = rate_critique("Looks good.", CODE, [4], DESCRIPTION, bugs=bugs)
-    assert both.cbi_per_bug == [7, 7] and both.overall == 7
-    assert one.cbi_per_bug == [7, 2] and one.cbi == 2 and not one.fake_problem
-    assert "inserted bug 2 is missed" in one.rationale
-    assert both.overall > one.overall > none.overall
-    assert both.comprehensiveness > one.comprehensiveness > none.comprehensiveness
-
-
 def test_rater_is_deterministic():
     text = format_critique([CATCH, FAKE, NIT])
     first, second = (rate_critique(text, CODE, BUG_LINES, DESCRIPTION) for _ in range(2))
@@ -238,11 +224,10 @@ def test_rating_round_trips_through_json():
     assert Rating.from_dict(auto.to_dict()) == auto and auto.rater == "auto"
 
 
-def test_rater_and_per_bug_scores_may_be_left_out():
+def test_rater_may_be_left_out():
     data = valid_rating().to_dict()
-    del data["rater"], data["cbi_per_bug"]
-    rating = Rating.from_dict(data)
-    assert rating.rater == "auto" and rating.cbi_per_bug == []
+    del data["rater"]
+    assert Rating.from_dict(data).rater == "auto"
 
 
 @pytest.mark.parametrize("name", ["cbi", "comprehensiveness", "conciseness", "overall"])
@@ -265,21 +250,6 @@ def test_flags_must_be_bools(name, value):
 def test_rationale_and_rater_must_be_non_empty_strings(name, value):
     with pytest.raises(ValueError, match=f"^{name} must be a non-empty string"):
         valid_rating(**{name: value}).validate()
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ((6,), "cbi_per_bug must be a list"),
-        ("6", "cbi_per_bug must be a list"),
-        ([6, 0], r"cbi_per_bug\[1\] must be an int"),
-        ([6, True], r"cbi_per_bug\[1\] must be an int"),
-        ([6, 5], r"cbi must be the lowest of cbi_per_bug \(5\), got 6"),
-    ],
-)
-def test_per_bug_scores_must_be_valid_and_agree_with_cbi(value, message):
-    with pytest.raises(ValueError, match=message):
-        valid_rating(cbi_per_bug=value).validate()
 
 
 def test_to_dict_refuses_an_invalid_rating():

@@ -307,3 +307,18 @@ def test_the_summary_line_never_splits_or_cuts_inside_inline_code():
     long = _first_sentence("The loop `" + "x" * 170 + "` is bad.")
     assert long == "The loop..." and long.count("`") % 2 == 0
     assert len(_first_sentence("word " * 100)) == 160
+
+
+README_EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "solution.py"
+PINNED = Path(__file__).parent / "data" / "readme_example_review.json"
+
+
+def test_the_shipped_critic_says_exactly_what_it_said_on_the_readme_example(tmp_path):
+    """Refactors must not change what the shipped critic says: its findings on the README's example at
+    --min-score 0 (its raw best guesses) are pinned byte for byte. When the shipped critic itself
+    changes, pin them again: in a folder holding a copy of data/examples/solution.py, run
+    `critic review solution.py --min-score 0 --format json > tests/data/readme_example_review.json`."""
+    (tmp_path / "solution.py").write_bytes(README_EXAMPLE.read_bytes())
+    result = review(tmp_path, "solution.py", "--min-score", "0", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == PINNED.read_text(encoding="utf-8")

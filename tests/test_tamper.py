@@ -16,15 +16,9 @@ from pathlib import Path
 import pytest
 
 from critic.core.critique import code_spans
-from critic.datagen.tamper import (
-    _FIRST_SENTENCE,
-    _TEMPLATES,
-    BUG_KINDS,
-    Tampering,
-    _fields,
-    candidate_sites,
-    tamper,
-)
+from critic.datagen.descriptions import FIRST_SENTENCE, TEMPLATES, fields
+from critic.datagen.finders import BUG_KINDS
+from critic.datagen.tamper import Tampering, candidate_sites, tamper
 from critic.datagen.tamper_data import directory_items, humaneval_items
 
 REQUIRED_KINDS = {
@@ -451,9 +445,9 @@ ODD_CODES = [
 
 
 def test_every_description_kind_has_a_phrasing_that_needs_no_optional_snippet():
-    for key, templates in _TEMPLATES.items():
+    for key, templates in TEMPLATES.items():
         assert len(templates) >= 2, key
-        assert any(_fields(t) <= ALWAYS for t in templates), key
+        assert any(fields(t) <= ALWAYS for t in templates), key
 
 
 def test_inline_code_in_descriptions_is_always_verbatim_tampered_code():
@@ -479,7 +473,7 @@ def test_inline_code_in_descriptions_is_always_verbatim_tampered_code():
             firsts.append(len(first))
     assert kinds == set(BUG_KINDS)
     assert spans > 1.5 * len(firsts)
-    assert sum(n <= _FIRST_SENTENCE for n in firsts) >= 0.95 * len(firsts)
+    assert sum(n <= FIRST_SENTENCE for n in firsts) >= 0.95 * len(firsts)
 
 
 def test_descriptions_name_the_fix_in_plain_words():

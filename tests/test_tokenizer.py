@@ -6,13 +6,13 @@ from tokenizers import processors
 
 from critic.core.tokenizer import (
     DEFAULT_TOKENIZER_PATH,
-    SPECIAL_TOKENS,
     load_hf_tokenizer,
     load_tokenizer,
     save_tokenizer,
     stdlib_files,
     train_tokenizer,
 )
+from critic.core.tokens import SPECIAL_TOKENS
 
 TRICKY = [
     "",
@@ -44,7 +44,7 @@ def test_shipped_tokenizer(tok):
     assert DEFAULT_TOKENIZER_PATH.is_file()
     assert tok.get_vocab_size() == 8192
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4, 5]
-    assert SPECIAL_TOKENS == ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+    assert SPECIAL_TOKENS == ("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>")
 
 
 def test_chat_markup_is_single_special_token(tok):

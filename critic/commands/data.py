@@ -20,7 +20,12 @@ app = typer.Typer(help="Build training data.", no_args_is_help=True)
 
 @app.command("tamper")
 def tamper_command(
-    source: Annotated[str, typer.Option(help="'humaneval', or a directory / git repository / .py file.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="'humaneval', 'stdlib', 'site-packages', or a directory / git repository / .py file."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Directory for the DatasetDict (save_to_disk) and its card.")],
     seed: Annotated[int, typer.Option(help="Seed for bug sites, wording and splits.")] = 0,
     per_item: Annotated[int, typer.Option(min=1, help="Samples kept per task or function.")] = 4,
@@ -29,14 +34,13 @@ def tamper_command(
     force: Annotated[bool, typer.Option(help="Overwrite a non-empty output directory.")] = False,
 ) -> None:
     """Insert bugs into real code; keep a bug only if the tests catch it (where there are tests)."""
+    from critic.datagen.finders import BUG_KINDS
     from critic.datagen.sandbox import isolation
-    from critic.datagen.tamper import BUG_KINDS
     from critic.datagen.tamper_data import (
         build_samples,
         dataset_card,
-        directory_items,
-        humaneval_items,
         save_dataset,
+        source_items,
         to_dataset_dict,
     )
 
@@ -45,7 +49,7 @@ def tamper_command(
         raise UserError(f"unknown bug kind(s) {', '.join(unknown)}; choose from {', '.join(BUG_KINDS)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise UserError(f"{out}: exists and is not empty (use --force to overwrite)")
-    items = humaneval_items() if source == "humaneval" else directory_items(source)
+    items = source_items(source)
 
     err = Console(stderr=True)
     start = time.perf_counter()

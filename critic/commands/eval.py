@@ -61,11 +61,10 @@ def humaneval_sets(
 def stdlib_samples(root: Path | None, count: int, seed: int) -> tuple[list[dict], str]:
     """`count` tampered functions (one per function, unverified) of files in the "test" split (each
     file's split as training data splits it), the functions drawn at random (seeded)."""
-    import sysconfig
-
+    from critic.core.sources import stdlib_root
     from critic.datagen.tamper_data import assign_splits, build_samples, directory_items
 
-    root = Path(sysconfig.get_paths()["stdlib"]) if root is None else root
+    root = stdlib_root() if root is None else root
     items = directory_items(root)
     split_of = assign_splits((item.group for item in items), seed)
     held_out = [item for item in items if split_of[item.group] == "test"]

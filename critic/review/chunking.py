@@ -13,6 +13,8 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from critic.core.critique import code_lines
+
 TokenCounter = Callable[[str], int]
 
 
@@ -34,8 +36,8 @@ class Chunk:
 def chunk_source(source: str, max_tokens: int, count_tokens: TokenCounter) -> list[Chunk]:
     """Chunks covering every non-blank line of `source`, each at most `max_tokens` (where a single
     line is not longer than that on its own)."""
-    source = source.replace("\r\n", "\n").replace("\r", "\n")  # Python's own line count
-    lines = source.split("\n")
+    lines = code_lines(source)
+    source = "\n".join(lines)
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from critic.core.critique import code_lines
 from critic.core.rules import RULES, RULES_BY_CODE
 from critic.review.reviewer import Finding, SourceFile
 
@@ -40,7 +41,7 @@ def concise_line(f: Finding) -> str:
 
 
 def _full(f: Finding, text: str) -> str:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = code_lines(text)
     width = len(str(f.end_line))
     out = [concise_line(f), f"{'':>{width}} |"]
     for number in range(f.line, f.end_line + 1):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from critic.core.critique import Highlight
+from critic.core.critique import Highlight, code_lines
 from critic.core.rules import classify
 from critic.inference.fsbs import Critic, SearchResult
 from critic.review.chunking import Chunk, chunk_source
@@ -141,7 +141,7 @@ def raw_findings(
 def _finding(source: SourceFile, chunk: Chunk, h: Highlight, score: float) -> Finding:
     first = chunk.start_line + h.start_line - 1
     last = chunk.start_line + h.end_line - 1
-    chunk_lines = chunk.code.split("\n")
+    chunk_lines = code_lines(chunk.code)
     quote_lines = [line.strip() for line in h.quote.split("\n") if line.strip()]
     col = _column(chunk_lines[h.start_line - 1], quote_lines[0] if quote_lines else "")
     end_text = chunk_lines[h.end_line - 1]
@@ -210,7 +210,7 @@ def filter_findings(
 def _suppressions(text: str) -> dict[int, set[str]]:
     """Line -> codes suppressed there (an empty set: every code)."""
     found: dict[int, set[str]] = {}
-    for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+    for number, line in enumerate(code_lines(text), start=1):
         if "critic" in line and (match := _IGNORE_LINE.search(line)):
             codes = match["codes"]
             found[number] = set() if codes is None else {c.strip() for c in codes.split(",") if c.strip()}
