@@ -597,13 +597,16 @@ def add_user(session: Session, user: User, name: str, role: str, password: str) 
 def _source_items(source: str) -> list[tuple[str, str, str, str]]:
     """(code, test, source, task_id) of every sample in `source`, loaded before any transaction."""
     from critic.core.errors import UserError
-    from critic.datagen.tamper_data import directory_items, humaneval_items
+    from critic.core.sources import SOURCES
+    from critic.datagen.tamper_data import source_items
 
-    if source == "humaneval":
-        return [(i.code, i.test, i.source, i.task_id) for i in humaneval_items()]
+    if source in SOURCES:
+        return [(i.code, i.test, i.source, i.task_id) for i in source_items(source)]
     path = Path(source).expanduser()
     if not path.exists():
-        raise AppError(f"{source}: no such file or directory (give 'humaneval', a dataset or a folder)")
+        raise AppError(
+            f"{source}: no such file or directory (give {', '.join(SOURCES)}, a dataset or a folder)"
+        )
     if (path / "dataset_dict.json").is_file():
         from datasets import load_from_disk
 
@@ -619,18 +622,18 @@ def _source_items(source: str) -> list[tuple[str, str, str, str]]:
                 items.setdefault(row["task_id"], (row["original"], row["test"] or "", name, row["task_id"]))
         return list(items.values())
     try:
-        return [(i.code, i.test, str(path.resolve()), i.task_id) for i in directory_items(path)]
+        return [(i.code, i.test, str(path.resolve()), i.task_id) for i in source_items(str(path))]
     except UserError as err:
         raise AppError(str(err)) from None
 
 
 def import_samples(session: Session, user: User, source: str) -> int:
-    """Admin: add the samples of 'humaneval', a `critic data tamper` dataset directory, or a folder of
-    .py files (one sample per function). Samples already present are skipped; returns how many were
-    added."""
+    """Admin: add the samples of a named source (humaneval, stdlib, site-packages), a `critic data tamper`
+    dataset directory, or a folder of .py files (one sample per function). Samples already present are
+    skipped; returns how many were added."""
     _require_admin(user)
     if not isinstance(source, str) or not source.strip():
-        raise AppError("name a source to import: humaneval, a datasets directory or a folder")
+        raise AppError("name a source to import: humaneval, stdlib, a datasets directory or a folder")
     items = [item for item in _source_items(source.strip()) if len(item[0]) <= MAX_CODE]
     with _unit(session):
         sources = {item[2] for item in items}
