@@ -12,7 +12,9 @@ import sys
 import typer
 
 from critic.commands import annotate as annotate_commands
+from critic.commands import audit as audit_commands
 from critic.commands import data as data_commands
+from critic.commands import dismiss as dismiss_commands
 from critic.commands import eval as eval_commands
 from critic.commands import model as model_commands
 from critic.commands import review as review_commands
@@ -26,7 +28,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("review")(review_commands.review)
+app.command("dismiss")(dismiss_commands.dismiss)
 app.command("eval")(eval_commands.eval_command)
+app.command("audit")(audit_commands.audit)
 app.add_typer(model_commands.app, name="model")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(train_commands.app, name="train")

@@ -198,7 +198,8 @@ def annotation_engine(annotation_url):
 # --- the fast loop: `pytest -m "not slow"` ---------------------------------------------------------
 
 # Modules whose tests train models or run pipeline stages (test_pipeline, test_distill, test_ppo,
-# test_pretrain, test_rank, test_recipe, test_trl, test_eval) or start servers, browsers, sandboxed
+# test_pretrain, test_rank, test_recipe, test_trl, test_eval), run the critic over datasets or through
+# its cache in many processes (test_audit, test_cache), or start servers, browsers, sandboxed
 # programs and fresh installs (test_annotation_e2e, test_annotation_faults, test_sandbox,
 # test_packaging): minutes on 2 CPU cores. Every test in them is marked `slow` (registered in
 # pyproject.toml) here, so the test files stay as they are; plain `pytest` (CI) still runs them all.
@@ -206,6 +207,8 @@ SLOW_MODULES = frozenset(
     {
         "test_annotation_e2e",
         "test_annotation_faults",
+        "test_audit",
+        "test_cache",
         "test_distill",
         "test_eval",
         "test_packaging",

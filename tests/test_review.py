@@ -159,7 +159,7 @@ def test_suppression_comments(project):
 
 def test_same_seed_same_output(project):
     runs = [
-        review(project, "avg.py", "--format", "json", "--seed", "7", "--max-new-tokens", "24")
+        review(project, "avg.py", "--format", "json", "--seed", "7", "--max-new-tokens", "24", "--no-cache")
         for _ in range(2)
     ]
     assert runs[0].returncode == 1

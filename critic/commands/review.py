@@ -66,6 +66,21 @@ def review(
         str | None, typer.Option(help="Name to report for code read from stdin.")
     ] = None,
     exit_zero: Annotated[bool, typer.Option(help="Exit 0 even when there are findings.")] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Report only findings not in this baseline (see `critic dismiss`)."
+        ),
+    ] = None,
+    write_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Record the findings as the baseline FILE (keeping its dismissals)."
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Search every chunk again; read and write no .critic_cache/.")
+    ] = False,
 ) -> None:
     """Review Python code with the critic: quote suspicious code and say what is wrong."""
     from critic.review.settings import load_settings
@@ -85,21 +100,36 @@ def review(
         temperature=temperature,
         chunk_tokens=chunk_tokens,
         format=output_format,
+        baseline=baseline,
     )
     if output_format is None and os.environ.get("GITHUB_ACTIONS") == "true":
         settings = settings.updated(format="github")
     if diff is not None and staged:
         raise UserError("--diff and --staged cannot be combined")
-    status = run(paths or ["."], settings, diff, staged, stdin_filename)
+    if write_baseline is not None and (diff is not None or staged):
+        raise UserError("--write-baseline records whole files: it cannot be combined with --diff or --staged")
+    status = run(paths or ["."], settings, diff, staged, stdin_filename, write_baseline, cache=not no_cache)
     raise typer.Exit(0 if exit_zero and status == 1 else status)
 
 
-def run(paths: list[str], settings, diff: str | None, staged: bool, stdin_filename: str | None) -> int:
+def run(
+    paths: list[str],
+    settings,
+    diff: str | None,
+    staged: bool,
+    stdin_filename: str | None,
+    write_baseline: Path | None = None,
+    cache: bool = True,
+) -> int:
+    from critic.review import baseline
+    from critic.review.cache import ReviewCache, default_directory
     from critic.review.files import GitError, changed_lines, discover
     from critic.review.report import render
-    from critic.review.reviewer import SourceFile, load_critic, read_sources
+    from critic.review.reviewer import LazyCritic, SourceFile, read_sources
     from critic.review.reviewer import review as review_sources
 
+    # Read first: a bad baseline file fails before minutes of review. Writing one records everything.
+    known = baseline.load(settings.baseline) if settings.baseline and write_baseline is None else {}
     files, errors = discover([p for p in paths if p != "-"], settings.exclude)
     sources, read_errors = read_sources(files)
     errors += read_errors
@@ -112,30 +142,48 @@ def run(paths: list[str], settings, diff: str | None, staged: bool, stdin_filena
         except GitError as err:
             raise UserError(f"--{'staged' if staged else 'diff'}: {err}") from err
         changed = {s.path: by_path.get(Path(s.path).resolve(), set()) for s in sources}
-    critic = load_critic(settings) if sources else None
+    # The weights load only if some chunk is not in the cache (critic.review.cache).
+    critic = LazyCritic(settings) if sources else None
+    store = ReviewCache(default_directory()) if cache else None
     with _progress() as advance:
-        reports = review_sources(critic, sources, settings, changed, advance) if critic else []
+        reports = review_sources(critic, sources, settings, changed, advance, store) if critic else []
+    reports, hidden = baseline.unknown(reports, known)
     findings = [f for found in reports for f in found]
+    if write_baseline is not None:
+        recorded, dismissals = baseline.rewrite(write_baseline, findings)
+        print(
+            f"Wrote {write_baseline}: {_count(recorded, 'finding')}, {_count(dismissals, 'dismissal')}.",
+            file=sys.stderr,
+        )
+        reports, findings = [], []  # all recorded: none left to report
     sys.stdout.write(render(settings.format, findings, sources, _version()))
     sys.stdout.flush()
     for error in errors:
         print(f"critic: error: {error}", file=sys.stderr)
-    _summary(len(findings), sum(1 for found in reports if found), len(sources))
+    _summary(len(findings), sum(1 for found in reports if found), len(sources), len(errors), hidden)
     if errors:
         return 2
     return 1 if findings else 0
 
 
-def _summary(findings: int, files_with: int, reviewed: int) -> None:
-    reviewed_text = f"{reviewed} file{'s' if reviewed != 1 else ''} reviewed"
+def _summary(findings: int, files_with: int, reviewed: int, errors: int = 0, hidden: int = 0) -> None:
+    """One line on stderr that agrees with the exit code: errors (2), findings (1), or neither (0)."""
     if findings:
-        noun = "finding" if findings == 1 else "findings"
-        print(
-            f"Found {findings} {noun} in {files_with} of {reviewed_text.replace(' reviewed', '')}.",
-            file=sys.stderr,
-        )
+        line = f"Found {_count(findings, 'finding')} in {files_with} of {_count(reviewed, 'file')}"
+    elif not errors:
+        line = f"All checks passed! ({_count(reviewed, 'file')} reviewed)"
     else:
-        print(f"All checks passed! ({reviewed_text})", file=sys.stderr)
+        line = f"No findings in {_count(reviewed, 'file')} reviewed" if reviewed else "No files reviewed"
+    if errors:
+        line += f", {_count(errors, 'error')}" if findings else f": {_count(errors, 'error')}"
+    line += "" if line.endswith(")") else "."
+    if hidden:
+        line += f" {_count(hidden, 'finding')} in the baseline not shown."
+    print(line, file=sys.stderr)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class _progress:

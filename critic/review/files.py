@@ -23,7 +23,8 @@ class GitError(Exception):
 
 
 def discover(paths: list[str], exclude: tuple[str, ...] = ()) -> tuple[list[Path], list[str]]:
-    """(files to review, errors): named files as given, directories walked; missing paths are errors."""
+    """(files to review, errors): named files as given, directories walked; missing paths and paths
+    that are neither files nor directories (/dev/null, a pipe) are errors."""
     found: list[Path] = []
     errors: list[str] = []
     for raw in paths:
@@ -32,6 +33,8 @@ def discover(paths: list[str], exclude: tuple[str, ...] = ()) -> tuple[list[Path
             found.extend(p for p in _walk(path) if not _excluded(p, path, exclude))
         elif path.is_file():
             found.append(path)
+        elif path.exists():  # a device, a pipe, a socket: nothing to review as source
+            errors.append(f"{raw}: not a regular file")
         else:
             errors.append(f"{raw}: no such file or directory")
     unique = list(dict.fromkeys(found))

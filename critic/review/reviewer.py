@@ -5,21 +5,31 @@ never reported (a wrong line number is worse than no finding), nor are highlight
 comment or with a quote too short to locate, findings under `min_score` confidence, duplicates of a
 more confident finding on the same lines, suppressed lines, lines outside a --diff, and all but the
 `max_findings` most confident.
+
+With a `ReviewCache` (critic.review.cache), a chunk searched before with the same critic and search
+settings is not searched again; a `LazyCritic` loads the weights only when some chunk is not cached.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from critic.core.critique import Highlight, code_lines
+from critic.core.critique import Highlight, code_lines, request
 from critic.core.rules import classify
 from critic.inference.fsbs import Critic, SearchResult
 from critic.review.chunking import Chunk, chunk_source
 from critic.review.settings import ReviewSettings
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from critic.review.cache import ReviewCache
 
 # Rows of one search are chunks x keep x samples: this many chunks keep a batch near 32 rows.
 CHUNKS_PER_BATCH = 4
@@ -63,7 +73,7 @@ class _Job:
     chunk: Chunk
 
 
-def load_critic(settings: ReviewSettings) -> Critic:
+def load_critic(settings: ReviewSettings, tokenizer: Tokenizer | None = None) -> Critic:
     """Policy, reward model and tokenizer named by the settings, checked to belong together."""
     from critic.core.errors import UserError
     from critic.core.tokenizer import load_tokenizer
@@ -72,23 +82,74 @@ def load_critic(settings: ReviewSettings) -> Critic:
 
     policy = load_causal_lm(settings.model)
     reward = load_reward_model(settings.reward_model)
-    tokenizer = load_tokenizer(settings.model)
+    tokenizer = tokenizer or load_tokenizer(settings.model)
     try:
         return Critic(policy, reward, tokenizer, Calibration.load(settings.reward_model))
     except ValueError as err:
         raise UserError(f"{settings.model}: {err}") from err
 
 
+def critic_files(settings: ReviewSettings) -> list[Path]:
+    """Every file `load_critic(settings)` reads, in a fixed order: what a cache key must hash."""
+    from critic.core.tokenizer import DEFAULT_TOKENIZER_PATH
+    from critic.inference.calibration import FILE as CALIBRATION
+    from critic.model.checkpoint import INDEX_NAME, weight_files
+
+    found = []
+    for directory in (Path(settings.model), Path(settings.reward_model)):
+        found += [directory / "config.json", directory / INDEX_NAME, *weight_files(directory)]
+    tokenizer = Path(settings.model) / "tokenizer.json"
+    default = Path(str(DEFAULT_TOKENIZER_PATH))
+    return [*found, tokenizer if tokenizer.is_file() else default, Path(settings.reward_model) / CALIBRATION]
+
+
+class LazyCritic:
+    """The critic `settings` name, whose policy and reward model load on the first search (or any other
+    use of them). Chunking and cache keys need only its tokenizer, so a review whose every chunk is
+    in the cache never loads the weights."""
+
+    def __init__(self, settings: ReviewSettings) -> None:
+        from critic.core.tokenizer import load_tokenizer
+        from critic.model.checkpoint import read_config
+
+        read_config(settings.model)  # a wrong path fails now, as load_critic would, not on a first miss
+        read_config(settings.reward_model)
+        self.settings = settings
+        self.tokenizer = load_tokenizer(settings.model)
+        self._critic: Critic | None = None
+
+    @property
+    def loaded(self) -> Critic:
+        if self._critic is None:
+            self._critic = load_critic(self.settings, self.tokenizer)
+        return self._critic
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def prompt_ids(self, code: str) -> list[int]:
+        return self.encode(request(code))
+
+    def search(self, *args, **kwargs) -> list[SearchResult]:
+        return self.loaded.search(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.loaded, name)
+
+
 def review(
-    critic: Critic,
+    critic: Critic | LazyCritic,
     sources: list[SourceFile],
     settings: ReviewSettings,
     changed: dict[str, set[int]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cache: ReviewCache | None = None,
 ) -> list[list[Finding]]:
     """Findings per source, sorted by line. With `changed` (path -> lines), only chunks touching a
     changed line are read and only findings on changed lines are reported."""
-    raw = raw_findings(critic, sources, settings, changed, progress)
+    raw = raw_findings(critic, sources, settings, changed, progress, cache=cache)
     return [
         filter_findings(found, source, settings, None if changed is None else changed.get(source.path, set()))
         for found, source in zip(raw, sources, strict=True)
@@ -96,16 +157,22 @@ def review(
 
 
 def raw_findings(
-    critic: Critic,
+    critic: Critic | LazyCritic,
     sources: list[SourceFile],
     settings: ReviewSettings,
     changed: dict[str, set[int]] | None = None,
     progress: Callable[[int, int], None] | None = None,
     searches: list[list[SearchResult]] | None = None,
+    cache: ReviewCache | None = None,
 ) -> list[list[Finding]]:
     """Every highlight of FSBS's pick that quotes the code, per source, before `filter_findings`
     (`review` is exactly `filter_findings` of these, so an evaluation can sweep min-score post hoc).
-    With `searches`, it also receives each source's FSBS results, one per chunk."""
+    With `searches`, it also receives each source's FSBS results, one per chunk.
+
+    With `cache` (critic.review.cache), chunks searched before with the same critic files and search
+    settings are not searched again, and chunks searched now are stored; `critic` must then be the one
+    the settings name (`load_critic(settings)`, or a `LazyCritic(settings)` that loads nothing on a
+    full hit). Chunks with the same code are searched once."""
     jobs: list[_Job] = []
 
     def count(text: str) -> int:
@@ -118,24 +185,50 @@ def raw_findings(
         for chunk in chunk_source(source.text, settings.chunk_tokens, count):
             if lines is None or any(n in lines for n in chunk.lines):
                 jobs.append(_Job(index, chunk))
+    results = _search(critic, [job.chunk.code for job in jobs], settings, progress, cache)
     raw: list[list[Finding]] = [[] for _ in sources]
     if searches is not None:
         searches[:] = [[] for _ in sources]
-    done = 0
-    for start in range(0, len(jobs), CHUNKS_PER_BATCH):
-        batch = jobs[start : start + CHUNKS_PER_BATCH]
-        prompts = [critic.prompt_ids(job.chunk.code) for job in batch]
-        codes = [job.chunk.code for job in batch]
-        results = critic.search(prompts, codes, settings.fsbs, seed=settings.seed)
-        for job, result in zip(batch, results, strict=True):
-            source = sources[job.file]
-            raw[job.file].extend(_finding(source, job.chunk, h, score) for h, score in result.findings)
-            if searches is not None:
-                searches[job.file].append(result)
-        done += len(batch)
-        if progress is not None:
-            progress(done, len(jobs))
+    for job, result in zip(jobs, results, strict=True):
+        source = sources[job.file]
+        raw[job.file].extend(_finding(source, job.chunk, h, score) for h, score in result.findings)
+        if searches is not None:
+            searches[job.file].append(result)
     return raw
+
+
+def _search(
+    critic: Critic | LazyCritic,
+    codes: list[str],
+    settings: ReviewSettings,
+    progress: Callable[[int, int], None] | None,
+    cache: ReviewCache | None,
+) -> list[SearchResult]:
+    """FSBS's result for each chunk code, searched CHUNKS_PER_BATCH at a time; with a cache, only the
+    codes it does not hold are searched, each once, and stored as their batch finishes."""
+    keys = [str(i) for i in range(len(codes))]
+    found: dict[str, SearchResult] = {}
+    if cache is not None and codes:
+        weights = cache.weights_digest(critic_files(settings))
+        keys = [cache.chunk_key(weights, settings, code) for code in codes]
+        found = {key: hit for key in dict.fromkeys(keys) if (hit := cache.get(key)) is not None}
+    pending = list({key: code for key, code in zip(keys, codes, strict=True) if key not in found}.items())
+    uses = Counter(keys)
+    done = len(codes) - sum(uses[key] for key, _ in pending)
+    if progress is not None and done:
+        progress(done, len(codes))
+    for start in range(0, len(pending), CHUNKS_PER_BATCH):
+        batch = pending[start : start + CHUNKS_PER_BATCH]
+        prompts = [critic.prompt_ids(code) for _, code in batch]
+        results = critic.search(prompts, [code for _, code in batch], settings.fsbs, seed=settings.seed)
+        for (key, _), result in zip(batch, results, strict=True):
+            found[key] = result
+            if cache is not None:
+                cache.put(key, result)
+        done += sum(uses[key] for key, _ in batch)
+        if progress is not None:
+            progress(done, len(codes))
+    return [found[key] for key in keys]
 
 
 def _finding(source: SourceFile, chunk: Chunk, h: Highlight, score: float) -> Finding:

@@ -43,6 +43,7 @@ class ReviewSettings:
     seed: int = 0
     chunk_tokens: int = 512  # code tokens per prompt
     exclude: tuple[str, ...] = ()  # glob patterns (relative paths) skipped when walking directories
+    baseline: Path | None = None  # known findings not reported again (critic/review/baseline.py)
     format: str = "concise"
 
     def __post_init__(self) -> None:
@@ -99,7 +100,7 @@ def load_settings(start: Path | None = None) -> tuple[ReviewSettings, Path | Non
 
 def _coerce(path: Path, key: str, value: Any, kind: str) -> Any:
     wrong = UserError(f"{path}: [tool.critic] {key} has the wrong type ({type(value).__name__})")
-    if kind == "Path":
+    if kind in ("Path", "Path | None"):
         if not isinstance(value, str):
             raise wrong
         return (path.parent / value).resolve()
