@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from critic.core.critique import Highlight, code_lines, request
+from critic.core.critique import Highlight, code_lines
 from critic.core.rules import classify
 from critic.inference.fsbs import Critic, SearchResult
 from critic.review.chunking import Chunk, chunk_source
@@ -124,11 +124,9 @@ class LazyCritic:
             self._critic = load_critic(self.settings, self.tokenizer)
         return self._critic
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def prompt_ids(self, code: str) -> list[int]:
-        return self.encode(request(code))
+    # Critic's own, which read only the tokenizer: a lazy critic encodes exactly as the loaded one.
+    encode = Critic.encode
+    prompt_ids = Critic.prompt_ids
 
     def search(self, *args, **kwargs) -> list[SearchResult]:
         return self.loaded.search(*args, **kwargs)
