@@ -68,7 +68,7 @@ def create_user(session: Session, name: str, role: str, password: str) -> User:
     try:
         if session.exec(select(User).where(User.name == name)).first() is not None:
             raise AppError(f"user {name!r} already exists")
-        user = User(name=name, role=role, password_hash=hash_password(password))
+        user = User(name=name, role=role, password_hash=hash_password(password), takes_tasks=role != "admin")
         session.add(user)
         session.commit()
         return _detached(session, user)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from critic.datagen.rating import RATING_FIELDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The rubric fields (critic.datagen.rating) a human rater fills in and a `rating` row stores: all of them but
 # `rater` (the row's rater_id). The `rating` table spells its columns out, because a column added to the
 # rubric is a schema change (create_all adds no column to an existing table); tests/test_annotation_store.py
@@ -30,8 +31,26 @@ ENV_URL = "CRITIC_DATABASE_URL"
 BUSY_TIMEOUT_S = 30
 
 
-def _now() -> datetime:
+def _system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+_clock: Callable[[], datetime] = _system_clock
+
+
+def now() -> datetime:
+    """The app's time (UTC). Every timestamp and every expiry reads it, so tests can move the clock."""
+    return _clock()
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """Use `clock` for `now()` (None: the system clock again). For tests of expiry and lifetimes."""
+    global _clock
+    _clock = clock or _system_clock
+
+
+def _now() -> datetime:
+    return now()
 
 
 class User(SQLModel, table=True):
@@ -39,6 +58,8 @@ class User(SQLModel, table=True):
     name: str = Field(unique=True, index=True)
     role: str  # "annotator" | "admin"
     password_hash: str
+    disabled: bool = False  # cannot log in; existing sessions stop working
+    takes_tasks: bool = True  # is given compare and write tasks (admins: False unless they opt in)
     created_at: datetime = Field(default_factory=_now)
 
 
@@ -78,9 +99,31 @@ class Critique(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     tampering_id: int = Field(foreign_key="tampering.id", index=True)
     text: str
-    origin: str  # "model:<name>" | "human" | "gold"
+    origin: (
+        str  # "model:<name>" | "gold" | "human" (written unaided) | "assisted" (written from the critic's)
+    )
     fsbs_settings: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     position: int  # display order, fixed per tampering so every rater sees the same order
+    author_id: int | None = Field(default=None, foreign_key="user.id")  # the writer of a human/assisted one
+
+
+class HighlightEvent(SQLModel, table=True):
+    """What a critique writer did with one highlight: the log of human + critic teamwork.
+
+    action: "kept" (the critic's highlight, unchanged), "edited" (the critic's, changed), "removed" (the
+    critic's, dropped) or "added" (the writer's own). `before_*` is the critic's highlight, `after_*`
+    what was submitted; each is None where there is none.
+    """
+
+    __tablename__ = "highlight_event"
+    id: int | None = Field(default=None, primary_key=True)
+    critique_id: int = Field(foreign_key="critique.id", index=True)  # the written critique
+    action: str
+    before_quote: str | None = None
+    before_comment: str | None = None
+    after_quote: str | None = None
+    after_comment: str | None = None
+    created_at: datetime = Field(default_factory=_now)
 
 
 class Rating(SQLModel, table=True):
@@ -105,11 +148,16 @@ class Assignment(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("kind", "user_id", "item_id"),)
     id: int | None = Field(default=None, primary_key=True)
-    kind: str  # "tamper" (item_id = code_sample.id) | "compare" (item_id = tampering.id)
+    kind: str  # "tamper" (item_id = code_sample.id) | "compare" | "write" (item_id = tampering.id)
     user_id: int = Field(foreign_key="user.id", index=True)
     item_id: int = Field(index=True)
-    status: str = "open"  # "open" | "done" | "skipped" (a sample the tamperer gave up)
+    # "open" | "done" | "skipped" (given up by its holder) | "expired" (held too long: back in the pool)
+    status: str = "open"
+    mode: str | None = None  # a write task's: "human" (unaided) or "assisted" (starts from the critic's)
+    # a tamper task's last *Check against critic* (checker.CheckResult as a dict): kept across reloads
+    check_result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=_now)
+    touched_at: datetime = Field(default_factory=_now)  # last activity (claim, draft, check): for expiry
 
 
 class Draft(SQLModel, table=True):
@@ -179,16 +227,62 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# Columns each schema version added to tables that already existed, as (table, column); `create_all`
+# creates new tables but never alters old ones, so `init_db` adds these to a database of an older version.
+_ADDED_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {
+    2: (
+        ("user", "disabled"),
+        ("user", "takes_tasks"),
+        ("critique", "author_id"),
+        ("assignment", "mode"),
+        ("assignment", "check_result"),
+        ("assignment", "touched_at"),
+    ),
+}
+
+
 def init_db(engine: Engine) -> None:
-    """Create missing tables and record the schema version; refuse a database from a newer release."""
+    """Create missing tables, upgrade an older schema in place, and record the schema version; refuse
+    a database from a newer release."""
     SQLModel.metadata.create_all(engine)
     with Session(engine) as session:
         versions = session.exec(select(SchemaVersion.version)).all()
-        if not versions:
-            session.add(SchemaVersion(version=SCHEMA_VERSION))
-            session.commit()
-        elif max(versions) > SCHEMA_VERSION:
+        if versions and max(versions) > SCHEMA_VERSION:
             raise SchemaError(
                 f"the annotation database has schema version {max(versions)}, newer than this release's "
                 f"{SCHEMA_VERSION}: upgrade critic"
             )
+        if versions and max(versions) < SCHEMA_VERSION:
+            _upgrade(session, max(versions))
+        if not versions or max(versions) < SCHEMA_VERSION:
+            session.add(SchemaVersion(version=SCHEMA_VERSION))
+        session.commit()
+
+
+def _upgrade(session: Session, version: int) -> None:
+    """Add the columns of every schema version after `version`, with their model defaults filled in."""
+    connection = session.connection()
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for table_name, column_name in _ADDED_COLUMNS.get(step, ()):
+            table = SQLModel.metadata.tables[table_name]
+            column = table.c[column_name]
+            # Nullable here (a NOT NULL column cannot be added to rows that exist); the backfill fills it.
+            kind = column.type.compile(dialect=dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {quote(table_name)} ADD COLUMN {quote(column_name)} {kind}"
+            )
+            value = _backfill(table, column_name)
+            if value is not None:
+                connection.execute(table.update().values({column_name: value}))
+
+
+def _backfill(table: Any, column_name: str) -> Any:
+    """What rows written before a column existed hold in it: its default, with two exceptions."""
+    if (table.name, column_name) == ("assignment", "touched_at"):
+        return _now()
+    if (table.name, column_name) == ("user", "takes_tasks"):
+        return table.c.role != "admin"  # admins opt in to tasks; annotators take them
+    default = table.c[column_name].default
+    return default.arg if default is not None and not callable(default.arg) else None

@@ -142,9 +142,12 @@ class CritiqueView:
 
 @dataclass
 class CompareTask:
+    """A tampering to rate. Blind: the tamperer's description is not here, because it is the reference
+    critique's text; raters learn the bug from its lines and from the original code they replaced."""
+
     tampering_id: int
     code: str
-    description: str
+    original: str  # the sample before tampering: the diff is the bug, written by nobody
     critiques: list[CritiqueView]  # in the tampering's fixed shuffled order
     draft: dict | None
     bug_lines: list[int] = field(default_factory=list)  # where the reference bug is, for the CBI question
@@ -520,10 +523,11 @@ def next_compare_task(session: Session, user: User) -> CompareTask | None:
         critiques = session.exec(
             select(Critique).where(Critique.tampering_id == tampering.id).order_by(col(Critique.position))
         ).all()
+        sample = session.get(CodeSample, tampering.sample_id)
         return CompareTask(
             tampering.id,
             tampering.code,
-            tampering.description,
+            sample.code if sample is not None else "",
             [CritiqueView(c.id, c.text) for c in critiques],
             _draft(session, user.id, "compare", tampering.id),
             list(tampering.bug_lines),

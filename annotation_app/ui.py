@@ -486,7 +486,7 @@ class AnnotationUI:
             self.task_info: f"**Task {task.tampering_id}** · {len(task.critiques)} critiques",
             self.compare_panel: gr.Column(visible=True),
             self.compare_code: task.code,
-            self.reference: f"**Line(s) {', '.join(map(str, task.bug_lines))}:** {task.description}",
+            self.reference: f"**Line(s) {', '.join(map(str, task.bug_lines))}**",
             self.compare_draft: "Draft restored." if task.draft else "",
         }
         for i, slot in enumerate(self.slots):

@@ -74,7 +74,7 @@ def test_compare_over_http_is_blind_and_complete(setup):
     client, engine = setup
     bob = auth(client, "bob")
     task = client.get("/api/compare/next", headers=bob).json()["task"]
-    assert set(task) == {"tampering_id", "code", "description", "critiques", "draft", "bug_lines"}
+    assert set(task) == {"tampering_id", "code", "original", "critiques", "draft", "bug_lines"}
     assert all(set(c) == {"critique_id", "text"} for c in task["critiques"]) and len(task["critiques"]) == 4
     alice = auth(client, "alice")
     assert client.get("/api/compare/next", headers=alice).json() == {"task": None}  # her own tampering
