@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, make_dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
@@ -53,7 +54,7 @@ from critic.annotation_app.db import (
     Setting,
     Tampering,
     User,
-    _now,
+    now,
 )
 from critic.core.critique import code_lines
 from critic.datagen.rating import Rating as RubricRating
@@ -115,6 +116,7 @@ MAX_DESCRIPTION = 5_000
 MAX_RATIONALE = 5_000
 MAX_DRAFT = 100_000  # characters of a draft's JSON
 DEFAULT_OVERLAP = 2
+DEFAULT_ASSIGNMENT_TTL_HOURS = 24.0
 MAX_OVERLAP = 10
 CRITIQUES_PER_TASK = CHECK_SEARCHES + 1  # the critic's searches and the gold critique
 _RETRIES = 3  # a claim that loses a race (unique constraint) is retried with fresh data
@@ -206,6 +208,38 @@ def _open_assignment(session: Session, kind: str, user_id: int) -> Assignment | 
     return session.exec(query.order_by(col(Assignment.id))).first()
 
 
+def get_assignment_ttl(session: Session) -> float:
+    """Hours an open assignment may go without activity before it expires and returns to the pool."""
+    found = session.get(Setting, "assignment_ttl_hours")
+    return float(found.value) if found is not None else DEFAULT_ASSIGNMENT_TTL_HOURS
+
+
+def expire_stale(session: Session) -> None:
+    """Mark open assignments idle for longer than the TTL `expired`, so their items return to the pool.
+
+    Called inside every claim, before counting claims: expiry needs no background job, and a claim
+    never waits on an item its holder abandoned. Their drafts go too; the holder is told on submit.
+    """
+    cutoff = now() - timedelta(hours=get_assignment_ttl(session))
+    stale = session.exec(
+        select(Assignment).where(Assignment.status == "open", Assignment.touched_at < cutoff)
+    ).all()
+    for held in stale:
+        held.status = "expired"
+        session.add(held)
+        _delete_draft(session, held.user_id, held.kind, held.item_id)
+    if stale:
+        session.flush()
+
+
+def touch(held: Assignment) -> None:
+    """Record activity on an assignment (a draft, a check): it does not expire while worked on."""
+    held.touched_at = now()
+
+
+LIVE = ("open", "done")  # assignment statuses that hold an item's slot; skipped and expired ones do not
+
+
 def _draft(session: Session, user_id: int, kind: str, item_id: int) -> dict | None:
     found = session.get(Draft, (user_id, kind, item_id))
     return dict(found.payload) if found is not None else None
@@ -252,7 +286,7 @@ def save_draft(session: Session, user: User, kind: str, item_id: int, payload: d
             session.add(Draft(user_id=user.id, kind=kind, item_id=item_id, payload=dict(payload)))
         else:
             found.payload = dict(payload)  # a new object, so the JSON column sees the change
-            found.updated_at = _now()
+            found.updated_at = now()
             session.add(found)
         session.flush()
 
