@@ -33,7 +33,9 @@ def create_app(engine: Engine, critic_factory: Callable[[], Critic]) -> FastAPI:
         return app
     import gradio as gr
 
-    return gr.mount_gradio_app(app, ui.build_ui(engine, critic_factory), path="/")
+    from critic.annotation_app.ui.assets import assets
+
+    return gr.mount_gradio_app(app, ui.build_ui(engine, critic_factory), path="/", **assets())
 
 
 def lazy_critic(model_dir: Path | None = None, reward_dir: Path | None = None) -> Callable[[], Critic]:

@@ -8,123 +8,48 @@ $CRITIC_TEST_ARTIFACTS (default: test-artifacts/ at the repository root) for a h
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from browser import PASSWORD, artifacts_dir, browser, choose, expect, fill, log_in, needs_browser, serve_app
 from conftest import BUG_LINE, BUGGY_CODE
 from sqlmodel import Session
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # the browser test skips; the rest of the file runs
-    expect = sync_playwright = None
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-PASSWORD = "correct horse battery"
 # What annotator 1 is given: BUGGY_CODE without its bug. Tampering it back into BUGGY_CODE gives the
 # memorized critic code it knows, so *Check against critic* runs a real FSBS that finishes in seconds.
 ORIGINAL = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
 DESCRIPTION = "The loop stops one element early, so the last element is never added to the total."
 OVERALL = (7, 5, 3, 1)  # annotator 2's overall scores: all different, so every pair is a preference
-TIMEOUT_MS = 60_000  # generous: the test shares a small machine with whatever else runs on it
-
-
-def artifacts_dir() -> Path:
-    root = Path(__file__).resolve().parent.parent
-    path = Path(os.environ.get("CRITIC_TEST_ARTIFACTS") or root / "test-artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def app_url(tmp_path, known_critic) -> Iterator[tuple[str, object]]:
-    """The real app (API + UI) served by uvicorn in a thread, over a fresh SQLite file with three users."""
-    import uvicorn
+def app_url(tmp_path, known_critic):
+    """The real app over a fresh SQLite file with an admin and two annotators, checking with the
+    memorized critic."""
+    from critic.annotation_app.server import lazy_critic
 
-    from critic.annotation_app.auth import create_user
-    from critic.annotation_app.db import init_db, make_engine
-    from critic.annotation_app.server import create_app, lazy_critic
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
-    init_db(engine)
-    with Session(engine) as session:
-        for name, role in (("admin", "admin"), ("ann1", "annotator"), ("ann2", "annotator")):
-            create_user(session, name, role, PASSWORD)
-    policy, reward = known_critic
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(engine, lazy_critic(policy, reward)), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the annotation server did not start"
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/", engine
-    server.should_exit = True
-    thread.join(timeout=30)
-    engine.dispose()
+    users = (("admin", "admin"), ("ann1", "annotator"), ("ann2", "annotator"))
+    with serve_app(tmp_path, lazy_critic(*known_critic), users) as served:
+        yield served
 
 
-def log_in(page, url: str, name: str) -> None:
-    page.goto(url)
-    page.locator("#login-name textarea, #login-name input").fill(name)
-    page.locator("#login-password input").fill(PASSWORD)
-    page.locator("#login-button").click()
-    expect(page.locator("#who")).to_contain_text(f"Logged in as {name}", timeout=TIMEOUT_MS)
-
-
-def fill(page, elem_id: str, text: str) -> None:
-    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(text)
-
-
-def choose(page, elem_id: str, value: int) -> None:
-    """Click the radio option `value` of a 1-7 score."""
-    page.locator(f"#{elem_id} label").filter(has_text=re.compile(rf"^\s*{value}\s*$")).click()
-
-
-@pytest.mark.skipif(sync_playwright is None, reason="playwright (python) is not installed")
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)")
+@needs_browser
 def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
     from datasets import load_from_disk
 
     url, _engine = app_url
-    expect.set_options(timeout=TIMEOUT_MS)
     shots = artifacts_dir()
     source = tmp_path / "samples"
     source.mkdir()
     (source / "stats.py").write_text(ORIGINAL)
     export_dir = tmp_path / "export"
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with browser() as chromium:
         viewport = {"width": 1400, "height": 1000}
 
         # The admin imports the code through the Admin tab.
-        admin = browser.new_context(viewport=viewport).new_page()
+        admin = chromium.new_context(viewport=viewport).new_page()
         log_in(admin, url, "admin")
         admin.get_by_role("tab", name="Admin").click()
         fill(admin, "admin-import-source", str(source))
@@ -132,7 +57,7 @@ def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
         expect(admin.locator("#admin-status")).to_contain_text("Imported 1 new samples")
 
         # Annotator 1 has no Admin tab, tampers the sample, checks it against the critic and submits.
-        ann1 = browser.new_context(viewport=viewport).new_page()
+        ann1 = chromium.new_context(viewport=viewport).new_page()
         log_in(ann1, url, "ann1")
         expect(ann1.get_by_role("tab", name="Tamper")).to_be_visible()
         expect(ann1.get_by_role("tab", name="Admin")).to_have_count(0)
@@ -164,11 +89,10 @@ def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
         expect(ann1.locator("#tamper-info")).to_contain_text("No sample is waiting for you")
 
         # Annotator 2 rates the four critiques, blind, on the Compare tab.
-        ann2 = browser.new_context(viewport=viewport).new_page()
+        ann2 = chromium.new_context(viewport=viewport).new_page()
         log_in(ann2, url, "ann2")
         ann2.get_by_role("tab", name="Compare").click()
-        expect(ann2.locator("#compare-description")).to_contain_text(DESCRIPTION)
-        expect(ann2.locator("#compare-description")).to_contain_text("Line(s) 3:")
+        expect(ann2.locator("#compare-description")).to_contain_text("Line(s) 3")
         ann2.locator("#compare-submit").click()  # refused: nothing rated yet
         expect(ann2.locator("#compare-status")).to_contain_text("critique 1: choose a score for CBI")
         for i, overall in enumerate(OVERALL):
@@ -191,7 +115,6 @@ def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
         admin.locator("#admin-export").click()
         expect(admin.locator("#admin-status")).to_contain_text("Exported")
         admin.screenshot(path=shots / "annotation-admin.png", full_page=True)
-        browser.close()
 
     dataset = load_from_disk(str(export_dir))
     assert dataset["tampering"].num_rows == 1
@@ -224,10 +147,10 @@ def test_admin_actions_are_refused_to_annotators(tmp_path) -> None:
         token = login(session, "ann1", PASSWORD)
     ui = AnnotationUI(engine, critic_factory=lambda: None)
     actions = [
-        lambda: ui.import_code(token, "humaneval"),
-        lambda: ui.set_overlap(token, 3),
-        lambda: ui.export(token, str(tmp_path / "export")),
-        lambda: ui.admin_refresh_view(token),
+        lambda: ui.admin.import_code(token, "humaneval"),
+        lambda: ui.admin.set_overlap(token, 3),
+        lambda: ui.admin.export(token, str(tmp_path / "export")),
+        lambda: ui.admin.admin_refresh_view(token),
     ]
     for action in actions:
         with pytest.raises(Forbidden):

@@ -515,9 +515,9 @@ def test_ui_check_goes_through_the_store(team):
     state = {"id": sample.sample_id, "original": sample.code, "has_tests": False}
     code = tampered(sample.code)
     with pytest.raises(store.Forbidden, match="not in your queue"):
-        ui.run_check(bob_token, state, code, "3", DESCRIPTION)  # alice's sample, bob's check
+        ui.tamper.run_check(bob_token, state, code, "3", DESCRIPTION)  # alice's sample, bob's check
     with pytest.raises(store.AppError, match="description is empty"):
-        ui.run_check(alice_token, state, code, "3", " ")
+        ui.tamper.run_check(alice_token, state, code, "3", " ")
     assert not loaded  # neither refused check loaded the critic
-    result = ui.run_check(alice_token, state, code, "3", DESCRIPTION)[ui.check]
+    result = ui.tamper.run_check(alice_token, state, code, "3", DESCRIPTION)[ui.tamper.check]
     assert loaded and result.caught == [True, False, False] and result.code == code

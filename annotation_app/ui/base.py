@@ -1,0 +1,58 @@
+"""What every tab of the annotation UI shares: the database, the critic, the login token, and the rule
+that a refused action becomes a one-line message in the tab's status line."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from critic.annotation_app import store
+from critic.annotation_app.store import AppError
+
+if TYPE_CHECKING:
+    from critic.annotation_app.db import User
+
+# Database work only: never queue users behind each other (the critic check sets its own limit).
+QUICK: dict[str, Any] = {"concurrency_limit": None}
+AUTOSAVE_S = 2.0  # a draft is saved this long after an edit (and every this long while typing)
+
+
+@dataclass
+class Context:
+    """Handed to each tab: `token` is the login token's BrowserState (localStorage)."""
+
+    engine: Engine
+    critic_factory: Callable[[], Any]
+    token: gr.BrowserState
+
+    @contextmanager
+    def user(self, token: str | None) -> Iterator[tuple[Session, User]]:
+        """A database session and the user `token` belongs to (AppError if there is none)."""
+        if not token:
+            raise AppError("not logged in")
+        with Session(self.engine) as session:
+            yield session, store.user_for_token(session, token)
+
+
+def guard(status: gr.Markdown) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
+    """Turn an AppError of the handler into a message in `status`; every other field keeps its value."""
+
+    def wrap(handler: Callable[..., dict]) -> Callable[..., dict]:
+        @functools.wraps(handler)
+        def guarded(*args: Any) -> dict:
+            try:
+                return handler(*args)
+            except AppError as err:
+                gr.Warning(str(err), duration=5)  # the status line keeps the message
+                return {status: f"⚠ {err}"}
+
+        return guarded
+
+    return wrap

@@ -1,0 +1,212 @@
+"""The Tamper tab: insert a subtle bug, mark and describe it, check it against the critic, submit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import gradio as gr
+from sqlmodel import Session
+
+from critic.annotation_app import store
+from critic.annotation_app.store import AppError, CheckResult
+from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, guard
+from critic.annotation_app.ui.render import parse_line_numbers, render_check, render_tests, stamp
+
+if TYPE_CHECKING:
+    from critic.annotation_app.db import User
+
+TAMPER_HELP = """\
+Insert a **subtle** bug into the code, the kind a careful reviewer could miss. Mark the lines you changed,
+then describe the bug as if you had caught it in code review. *Check against critic* runs the current
+critic three times: the tampering is adversarial (the data we most need) when at least one run misses it.
+"""
+
+
+class TamperTab:
+    """Its components, and the handlers behind them (each a thin call into the store)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.sample = gr.State(None)  # {"id", "original", "has_tests"} of the open sample
+        self.check = gr.State(None)  # the last CheckResult of the open sample
+        self.tamper_timer = gr.Timer(AUTOSAVE_S, active=False)
+        gr.Markdown(TAMPER_HELP)
+        self.sample_info = gr.Markdown(elem_id="tamper-info")
+        self.tamper_status = gr.Markdown(elem_id="tamper-status")
+        with gr.Column(visible=False, elem_id="tamper-editor") as self.tamper_editor:
+            with gr.Row():
+                with gr.Column(scale=3):
+                    self.code = gr.Code(
+                        language="python",
+                        interactive=True,
+                        label="Code (edit it)",
+                        lines=16,
+                        elem_id="tamper-code",
+                    )
+                with gr.Column(scale=2):
+                    self.bug_lines = gr.Textbox(
+                        label="Bug lines",
+                        placeholder="e.g. 3, 5-6",
+                        elem_id="tamper-bug-lines",
+                        max_length=500,
+                    )
+                    self.description = gr.Textbox(
+                        label="Bug description",
+                        info="Describe the bug as if you had caught it in code review.",
+                        lines=5,
+                        elem_id="tamper-description",
+                        max_length=store.MAX_DESCRIPTION,
+                    )
+                    with gr.Row():
+                        self.check_button = gr.Button("Check against critic", elem_id="tamper-check")
+                        self.tests_button = gr.Button("Run tests", elem_id="tamper-run-tests", visible=False)
+                    with gr.Row():
+                        self.save_button = gr.Button("Save draft", elem_id="tamper-save")
+                        self.submit_button = gr.Button("Submit", variant="primary", elem_id="tamper-submit")
+                    self.tamper_draft = gr.Markdown(elem_id="tamper-draft-status")
+                    self.test_result = gr.Markdown(elem_id="tamper-test-result")
+            self.check_result = gr.Markdown(elem_id="tamper-check-result")
+        self.refresh_sample = gr.Button("Look for a new sample", size="sm", elem_id="tamper-refresh")
+
+    def _open_sample(self, session: Session, user: User) -> dict:
+        """Updates for the user's next tamper sample, its draft restored."""
+        view = store.next_tamper_sample(session, user)
+        cleared = {self.check: None, self.check_result: "", self.test_result: "", self.tamper_status: ""}
+        if view is None:
+            return cleared | {
+                self.sample: None,
+                self.sample_info: "**No sample is waiting for you.** An admin can import more code.",
+                self.tamper_editor: gr.Column(visible=False),
+                self.tamper_draft: "",
+            }
+        draft = view.draft or {}
+        where = f"{view.source} / {view.task_id}" if view.task_id else view.source
+        tests = "has tests" if view.has_tests else "no tests"
+        return cleared | {
+            self.sample: {"id": view.sample_id, "original": view.code, "has_tests": view.has_tests},
+            self.sample_info: f"**Sample {view.sample_id}** · {where} · {tests}",
+            self.tamper_editor: gr.Column(visible=True),
+            self.code: draft.get("code", view.code),
+            self.bug_lines: draft.get("bug_lines", ""),
+            self.description: draft.get("description", ""),
+            self.tests_button: gr.Button(visible=view.has_tests),
+            self.tamper_draft: "Draft restored." if view.draft else "",
+        }
+
+    def open_sample(self, token: str | None) -> dict:
+        with self.ctx.user(token) as (session, user):
+            return self._open_sample(session, user)
+
+    def show_tamper(self, token: str | None, sample: dict | None) -> dict:
+        """On showing the Tamper tab: look for a sample if none is open (an admin may have imported)."""
+        return {self.tamper_status: gr.skip()} if sample is not None else self.open_sample(token)
+
+    def save_tamper_draft(
+        self, token: str | None, sample: dict | None, code: str, lines: str, text: str
+    ) -> dict:
+        if sample is None:
+            return {self.tamper_timer: gr.Timer(active=False)}
+        payload = {"code": code, "bug_lines": lines, "description": text}
+        with self.ctx.user(token) as (session, user):
+            store.save_draft(session, user, "tamper", sample["id"], payload)
+        return {self.tamper_draft: stamp("Draft saved"), self.tamper_timer: gr.Timer(active=False)}
+
+    def run_check(self, token: str | None, sample: dict | None, code: str, lines: str, text: str) -> dict:
+        if sample is None:
+            raise AppError("no sample is open")
+        bug_lines = parse_line_numbers(lines)
+        # The store checks that the sample is the user's and the tampering valid before the critic runs.
+        with self.ctx.user(token) as (session, user):
+            result = store.check_sample(
+                session, user, self.ctx.critic_factory, sample["id"], code, bug_lines, text
+            )
+        return {
+            self.check: result,
+            self.check_result: render_check(result),
+            self.tamper_status: "Checked against the critic; the result is below.",
+        }
+
+    def run_tests(self, token: str | None, sample: dict | None, code: str) -> dict:
+        if sample is None:
+            raise AppError("no sample is open")
+        with self.ctx.user(token) as (session, user):
+            result = store.run_tests(session, user, sample["id"], code)
+        return {self.test_result: render_tests(result), self.tamper_status: ""}
+
+    def submit_tampering(
+        self,
+        token: str | None,
+        sample: dict | None,
+        check: CheckResult | None,
+        code: str,
+        lines: str,
+        text: str,
+    ) -> dict:
+        if sample is None:
+            raise AppError("no sample is open")
+        bug_lines = parse_line_numbers(lines)
+        # The store re-rates the check's critiques against the submitted lines and description, and
+        # refuses a check of other code: the critic must have seen exactly what is submitted.
+        with self.ctx.user(token) as (session, user):
+            tampering_id = store.submit_tampering(session, user, sample["id"], code, bug_lines, text, check)
+            updates = self._open_sample(session, user)
+        done = f"✓ Submitted tampering {tampering_id}. Here is your next sample."
+        return updates | {self.tamper_status: done, self.tamper_timer: gr.Timer(active=False)}
+
+    @property
+    def outputs(self) -> list:
+        return [
+            self.sample, self.check, self.sample_info, self.tamper_editor, self.code, self.bug_lines,
+            self.description, self.tests_button, self.tamper_draft, self.check_result, self.test_result,
+            self.tamper_status, self.tamper_timer,
+        ]  # fmt: skip
+
+    def cleared(self) -> dict:
+        """Nothing of this user's stays on the page for the next one to see."""
+        return {
+            self.sample: None,
+            self.check: None,
+            self.code: "",
+            self.description: "",
+            self.check_result: "",
+            self.tamper_timer: gr.Timer(active=False),
+        }
+
+    def wire(self, tab: gr.Tab) -> None:
+        token = self.ctx.token
+        form = [token, self.sample, self.code, self.bug_lines, self.description]
+        status = guard(self.tamper_status)
+        save = status(self.save_tamper_draft)
+        for field in (self.code, self.bug_lines, self.description):
+            field.input(
+                lambda: gr.Timer(active=True),
+                None,
+                self.tamper_timer,
+                trigger_mode="always_last",
+                show_progress="hidden",
+                **QUICK,
+            )
+        draft_outputs = [self.tamper_draft, self.tamper_timer, self.tamper_status]
+        self.tamper_timer.tick(save, form, draft_outputs, **QUICK)
+        self.save_button.click(save, form, draft_outputs, **QUICK)
+        self.check_button.click(
+            status(self.run_check),
+            form,
+            [self.check, self.check_result, self.tamper_status],
+            concurrency_id="critic",  # one search at a time: they share the model and the CPU
+            concurrency_limit=1,
+        )
+        self.tests_button.click(
+            status(self.run_tests),
+            [token, self.sample, self.code],
+            [self.test_result, self.tamper_status],
+            concurrency_limit=2,
+        )
+        self.submit_button.click(
+            status(self.submit_tampering),
+            [token, self.sample, self.check, self.code, self.bug_lines, self.description],
+            self.outputs,
+            **QUICK,
+        )
+        tab.select(status(self.show_tamper), [token, self.sample], self.outputs, **QUICK)
+        self.refresh_sample.click(status(self.open_sample), [token], self.outputs, **QUICK)
