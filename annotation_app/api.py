@@ -1,7 +1,9 @@
 """The JSON API under /api: a thin HTTP skin over `critic.annotation_app.store` (bearer-token auth).
 
-Errors are one line in `detail`: 400 for bad input (AppError), 401 without a valid token, 403 for a
-role or ownership violation (Forbidden), 413 for an oversized body, 422 for a body of the wrong shape.
+Errors are one line in `detail`: 400 for bad input (AppError), 401 without a valid token (an expired
+session says so: "your session expired: log in again"), 403 for a role or ownership violation
+(Forbidden), 413 for an oversized body, 422 for a body of the wrong shape, 429 with `Retry-After` (whole
+seconds) after too many failed logins.
 Bodies are strict (no "5" for 5, no unknown fields), so a malformed submission is refused before the
 store sees it and writes nothing.
 
@@ -10,19 +12,22 @@ time, and they name aliases (`Db`, `Me`) local to `router`.
 """
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, create_model
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from critic.annotation_app import store
-from critic.annotation_app.auth import AppError, Forbidden
+from critic.annotation_app import audit, store
+from critic.annotation_app.auth import AppError, Forbidden, SessionExpired
 from critic.annotation_app.db import User
 
 if TYPE_CHECKING:
@@ -84,6 +89,39 @@ class UserBody(_Body):
     password: str
 
 
+class UserUpdateBody(_Body):
+    """What to change about a user; a field left out (or null) stays as it is."""
+
+    role: str | None = None
+    disabled: bool | None = None
+    takes_tasks: bool | None = None
+    password: str | None = None
+
+
+class TtlBody(_Body):
+    hours: float
+
+
+class HighlightBody(_Body):
+    quote: str
+    comment: str
+    source_index: int | None = None  # the critic's highlight it started from; None: the writer's own
+
+
+class WriteBody(_Body):
+    highlights: list[HighlightBody]
+    preamble: str = ""
+
+
+class WritersBody(_Body):
+    writers: int
+
+
+class SessionLimitsBody(_Body):
+    idle_minutes: float
+    lifetime_hours: float
+
+
 class _Unauthorized(Exception):
     pass
 
@@ -91,6 +129,15 @@ class _Unauthorized(Exception):
 def install(app: FastAPI, engine: Engine, critic_factory: "Callable[[], Critic]") -> None:
     """Add the /api routes and the one-line error handlers to `app`."""
     app.include_router(router(engine, critic_factory))
+
+    @app.exception_handler(store.TooManyAttempts)
+    def too_many(_request: Request, err: store.TooManyAttempts) -> JSONResponse:
+        headers = {"Retry-After": str(err.retry_after)}
+        return JSONResponse({"detail": str(err)}, status_code=429, headers=headers)
+
+    @app.exception_handler(SessionExpired)
+    def expired(_request: Request, err: SessionExpired) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(Forbidden)
     def forbidden(_request: Request, err: Forbidden) -> JSONResponse:
@@ -108,12 +155,26 @@ def install(app: FastAPI, engine: Engine, critic_factory: "Callable[[], Critic]"
     def malformed(_request: Request, err: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": one_line(err)}, status_code=422)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(_BodyLimit)
+
+
+class _BodyLimit:
+    """Refuse (413) a request that announces a body over MAX_BODY bytes, before it is read.
+
+    Plain ASGI rather than `@app.middleware("http")`, which runs every request (the UI's too) through
+    an extra task and a re-streamed body: a measurable share of a small request's cost."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+                response = JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def one_line(err: RequestValidationError) -> str:
@@ -131,9 +192,19 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
     api = APIRouter(prefix="/api")
     check_lock = threading.Lock()  # one critic search at a time: the model is shared
 
-    def session() -> Iterator[Session]:
-        with Session(engine) as s:
+    async def session() -> AsyncIterator[Session]:
+        """The request's session, opened and closed on the event loop: opening one does no I/O, and
+        neither does closing one whose transactions all ended (every store call ends its own), so
+        neither is worth the two thread hops of a sync dependency. One left open is closed (rolled
+        back) in a worker thread."""
+        s = Session(engine)
+        try:
             yield s
+        finally:
+            if s.in_transaction():
+                await run_in_threadpool(s.close)
+            else:
+                s.close()
 
     Db = Annotated[Session, Depends(session)]
 
@@ -153,8 +224,11 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
         return {"ok": True}
 
     @api.post("/login")
-    def login(body: LoginBody, db: Db) -> dict:
-        token = store.login(db, body.name, body.password)
+    def login(body: LoginBody, db: Db, request: Request) -> dict:
+        """Throttled per account and per client address: the address is the connection's, which
+        uvicorn's proxy headers make the real client's behind a trusted local proxy."""
+        client = request.client.host if request.client is not None else ""
+        token = store.login(db, body.name, body.password, client)
         user = store.user_for_token(db, token)
         return {"token": token, "user": user.name, "role": user.role}
 
@@ -166,6 +240,10 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
     @api.get("/me")
     def whoami(me: Me) -> dict:
         return {"user": me.name, "role": me.role}
+
+    @api.get("/me/progress")
+    def my_progress(db: Db, me: Me) -> dict:
+        return store.my_progress(db, me)
 
     @api.get("/tamper/next")
     def next_tamper(db: Db, me: Me) -> dict:
@@ -217,6 +295,30 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
         store.submit_ratings(db, me, tampering_id, ratings)
         return {"ok": True}
 
+    @api.get("/write/next")
+    def next_write(db: Db, me: Me) -> dict:
+        task = store.next_write_task(db, me)
+        return {"task": asdict(task) if task else None}
+
+    @api.post("/write/{tampering_id}")
+    def submit_critique(tampering_id: int, body: WriteBody, db: Db, me: Me) -> dict:
+        highlights = [h.model_dump() for h in body.highlights]
+        return {"critique_id": store.submit_critique(db, me, tampering_id, highlights, body.preamble)}
+
+    @api.post("/write/{tampering_id}/skip")
+    def skip_write(tampering_id: int, db: Db, me: Me) -> dict:
+        store.skip_write_task(db, me, tampering_id)
+        return {"ok": True}
+
+    @api.put("/admin/writers")
+    def set_writers(body: WritersBody, db: Db, me: Me) -> dict:
+        store.set_writers(db, me, body.writers)
+        return {"writers": body.writers}
+
+    @api.get("/admin/origins")
+    def origins(db: Db, me: Me) -> dict:
+        return {"origins": store.origin_report(db, me)}
+
     @api.get("/drafts/{kind}/{item_id}")
     def get_draft(kind: str, item_id: int, db: Db, me: Me) -> dict:
         return {"payload": store.load_draft(db, me, kind, item_id)}
@@ -230,6 +332,38 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
     def add_user(body: UserBody, db: Db, me: Me) -> dict:
         user = store.add_user(db, me, body.name, body.role, body.password)
         return {"user": user.name, "role": user.role}
+
+    @api.get("/admin/users")
+    def list_users(db: Db, me: Me) -> dict:
+        return {"users": store.list_users(db, me)}
+
+    @api.patch("/admin/users/{name}")
+    def update_user(name: str, body: UserUpdateBody, db: Db, me: Me) -> dict:
+        store.update_user(db, me, name, **body.model_dump())
+        return {"ok": True}
+
+    @api.put("/admin/session-limits")
+    def set_session_limits(body: SessionLimitsBody, db: Db, me: Me) -> dict:
+        store.set_session_limits(db, me, body.idle_minutes, body.lifetime_hours)
+        return {"idle_minutes": body.idle_minutes, "lifetime_hours": body.lifetime_hours}
+
+    @api.get("/admin/audit")
+    def audit_events(db: Db, me: Me, limit: int = 1000) -> dict:
+        """The audit log, newest first."""
+        return {"events": audit.events(db, me, limit)}
+
+    @api.get("/admin/audit.csv")
+    def audit_csv(db: Db, me: Me) -> Response:
+        """The whole audit log as a CSV download (this export is in it too)."""
+        disposition = 'attachment; filename="critic-audit.csv"'
+        return Response(
+            audit.export_csv(db, me), media_type="text/csv", headers={"Content-Disposition": disposition}
+        )
+
+    @api.put("/admin/assignment-ttl")
+    def set_assignment_ttl(body: TtlBody, db: Db, me: Me) -> dict:
+        store.set_assignment_ttl(db, me, body.hours)
+        return {"hours": body.hours}
 
     @api.post("/admin/import")
     def import_samples(body: ImportBody, db: Db, me: Me) -> dict:

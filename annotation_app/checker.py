@@ -15,6 +15,8 @@ from critic.annotation_app.auth import AppError
 from critic.datagen.rating import rate_critique
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from critic.inference.fsbs import Critic, FSBSSettings
 
 CHECK_SEARCHES = 3
@@ -60,20 +62,24 @@ def check_tampering(
     description: str,
     settings: FSBSSettings | None = None,
     model_name: str | None = None,
+    *,
+    on_search: Callable[[int], None] | None = None,
 ) -> CheckResult:
     """Run CHECK_SEARCHES FSBS searches of the critic on `code` and rate each against the bug.
 
     `model_name` (default: the critic's `name` attribute, set by the server) becomes the critiques'
-    origin, `model:<name>`.
+    origin, `model:<name>`. `on_search(n)` is called as search n (1..CHECK_SEARCHES) starts: a search
+    takes seconds, so the UI shows which one is running.
     """
     from critic.inference.fsbs import FSBSSettings
 
     settings = settings or FSBSSettings()
     prompt = critic.prompt_ids(code)
-    critiques = [
-        critic.search([prompt], [code], settings, seed=seed)[0].best.critique
-        for seed in range(CHECK_SEARCHES)
-    ]
+    critiques = []
+    for seed in range(CHECK_SEARCHES):
+        if on_search is not None:
+            on_search(seed + 1)
+        critiques.append(critic.search([prompt], [code], settings, seed=seed)[0].best.critique)
     hits = [caught(c, code, bug_lines, description) for c in critiques]
     name = model_name or getattr(critic, "name", None) or "critic"
     recorded = {**asdict(settings), "seeds": list(range(CHECK_SEARCHES)), "model": name}

@@ -1,9 +1,10 @@
 """The annotation database: SQLModel tables, engine setup and the schema version.
 
 SQLite is the default so one annotator can start without a server; teams point `--db` (or
-`CRITIC_DATABASE_URL`) at PostgreSQL. On SQLite every transaction starts with BEGIN IMMEDIATE: the
-write lock is taken up front, so two requests that read-then-write (claiming the last overlap slot of
-a task) serialise instead of both succeeding or failing with "database is locked" mid-transaction.
+`CRITIC_DATABASE_URL`) at PostgreSQL. On SQLite every transaction but a `reading()` one starts with
+BEGIN IMMEDIATE, queued in-process (critic.annotation_app.transactions): the write lock is taken up
+front, so two requests that read-then-write (claiming the last overlap slot of a task) serialise instead
+of both succeeding or failing with "database is locked" mid-transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import JSON, Column, UniqueConstraint, event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from critic.annotation_app.transactions import install_write_gate
 from critic.datagen.rating import RATING_FIELDS
 
 SCHEMA_VERSION = 2
@@ -67,7 +69,33 @@ class SessionToken(SQLModel, table=True):
     __tablename__ = "session_token"
     token_hash: str = Field(primary_key=True)  # sha256 of the token: a stolen DB gives no live sessions
     user_id: int = Field(foreign_key="user.id", index=True)
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=_now)  # for the absolute lifetime
+    last_seen_at: datetime = Field(default_factory=_now)  # last request, to the minute: for the idle timeout
+
+
+class LoginFailure(SQLModel, table=True):
+    """Failed logins in a row for one key: an account ("user:<name lowercased>", known or not) or a
+    client address ("client:<address>"); `locked_until` is when the next try is allowed (throttle.py)."""
+
+    __tablename__ = "login_failure"
+    key: str = Field(primary_key=True)
+    failures: int = 0
+    first_at: datetime = Field(default_factory=_now)
+    locked_until: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """One admin action or login attempt (audit.py): who (`actor`: a user name, "" for an attempt by
+    nobody known, "cli" for the shell), what, to what, with what, and from which address."""
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=_now)
+    actor: str
+    action: str = Field(index=True)  # "login", "login_failed", "add_user", "update_user", ...
+    target: str = ""  # the user, source or setting acted on
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    client: str = ""  # the client's address, where the action came over the network
 
 
 class CodeSample(SQLModel, table=True):
@@ -220,10 +248,7 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable at every checkpoint, consistent always
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
+    install_write_gate(engine, BUSY_TIMEOUT_S)  # BEGIN IMMEDIATE, writers queued in-process
     return engine
 
 
@@ -237,6 +262,7 @@ _ADDED_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {
         ("assignment", "mode"),
         ("assignment", "check_result"),
         ("assignment", "touched_at"),
+        ("session_token", "last_seen_at"),
     ),
 }
 
@@ -279,10 +305,54 @@ def _upgrade(session: Session, version: int) -> None:
 
 
 def _backfill(table: Any, column_name: str) -> Any:
-    """What rows written before a column existed hold in it: its default, with two exceptions."""
-    if (table.name, column_name) == ("assignment", "touched_at"):
+    """What rows written before a column existed hold in it: its default, with a few exceptions."""
+    if (table.name, column_name) in (("assignment", "touched_at"), ("session_token", "last_seen_at")):
         return _now()
     if (table.name, column_name) == ("user", "takes_tasks"):
         return table.c.role != "admin"  # admins opt in to tasks; annotators take them
     default = table.c[column_name].default
     return default.arg if default is not None and not callable(default.arg) else None
+
+
+class NoDatabase(RuntimeError):
+    """The annotation database cannot be opened: it does not exist (and this command must not create
+    it: a typo in --db would leave an empty database behind), or its server cannot be reached."""
+
+
+def open_engine(url: str, create: bool) -> Engine:
+    """An engine on the annotation database at `url`, its schema created or upgraded (`init_db`).
+
+    With `create` False (every command but the server's start and add-user), a SQLite file that does
+    not exist is NoDatabase rather than a new empty database. On any backend, a database that cannot
+    be opened (PostgreSQL: no such database, server down) is NoDatabase with a one-line reason; the app
+    never creates a PostgreSQL database.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    parsed = make_url(url)
+    where = parsed.render_as_string(hide_password=True)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database and parsed.database != ":memory:":
+        where = str(Path(parsed.database).expanduser())
+        if not create and not Path(where).is_file():
+            raise NoDatabase(
+                f"no annotation database at {where}: start the server once (critic annotate) or add a "
+                "user (critic annotate add-user) to create it"
+            )
+    engine = make_engine(url)
+    try:
+        init_db(engine)
+    except OperationalError as err:
+        engine.dispose()
+        # psycopg: "connection failed: connection to server at ... failed: FATAL: <the server's words>"
+        reason = " ".join(str(err.orig).split()).rpartition("failed: ")[2].removeprefix("FATAL: ")
+        if not sqlite and "does not exist" in reason:
+            raise NoDatabase(
+                f"no annotation database at {where} ({reason}): create it (createdb), then start the "
+                "server once (critic annotate)"
+            ) from None
+        raise NoDatabase(f"cannot open the annotation database at {where}: {reason}") from None
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

@@ -16,13 +16,23 @@ from sqlalchemy.engine import Engine
 
 from critic.annotation_app import api
 from critic.annotation_app.db import database_url, init_db, make_engine
+from critic.annotation_app.middleware import ASGIApp, RootPath, SecurityHeaders, normalize_root_path
 
 if TYPE_CHECKING:
     from critic.inference.fsbs import Critic
 
 
-def create_app(engine: Engine, critic_factory: Callable[[], Critic]) -> FastAPI:
-    """The /api routes, and the Gradio UI at / when critic.annotation_app.ui is installed."""
+def create_app(
+    engine: Engine, critic_factory: Callable[[], Critic], root_path: str = "", behind_proxy: bool = False
+) -> ASGIApp:
+    """The /api routes, and the Gradio UI at / when critic.annotation_app.ui is installed; under
+    `root_path` (e.g. /annotate, as a reverse proxy forwards it) when given, and with the security
+    headers on every response (`behind_proxy`: every cookie is Secure, the proxy terminates TLS)."""
+    prefix = normalize_root_path(root_path)
+    return RootPath(SecurityHeaders(_routes(engine, critic_factory, prefix), behind_proxy), prefix)
+
+
+def _routes(engine: Engine, critic_factory: Callable[[], Critic], prefix: str) -> FastAPI:
     app = FastAPI(title="critic annotate", docs_url="/api/docs", openapi_url="/api/openapi.json")
     api.install(app, engine, critic_factory)
     try:
@@ -35,7 +45,11 @@ def create_app(engine: Engine, critic_factory: Callable[[], Critic]) -> FastAPI:
 
     from critic.annotation_app.ui.assets import assets
 
-    return gr.mount_gradio_app(app, ui.build_ui(engine, critic_factory), path="/", **assets())
+    # Gradio builds its page's asset and queue URLs from this; without it, a proxy's X-Forwarded-Host
+    # makes it drop the prefix.
+    return gr.mount_gradio_app(
+        app, ui.build_ui(engine, critic_factory), path="/", root_path=prefix or None, **assets()
+    )
 
 
 def lazy_critic(model_dir: Path | None = None, reward_dir: Path | None = None) -> Callable[[], Critic]:
@@ -66,12 +80,15 @@ def serve(
     port: int = 7860,
     model_dir: Path | None = None,
     reward_dir: Path | None = None,
+    root_path: str = "",
+    behind_proxy: bool = False,
 ) -> None:
-    """Open (creating on first start) the database and serve the app until interrupted."""
+    """Open (creating on first start) the database and serve the app until interrupted. uvicorn trusts
+    X-Forwarded-For/-Proto from the addresses in $FORWARDED_ALLOW_IPS (default: 127.0.0.1, a proxy on
+    this machine), so logins are throttled per real client and TLS is seen through the proxy."""
     import uvicorn
 
     engine = make_engine(database_url(db_url))
     init_db(engine)
-    uvicorn.run(
-        create_app(engine, lazy_critic(model_dir, reward_dir)), host=host, port=port, log_level="warning"
-    )
+    app = create_app(engine, lazy_critic(model_dir, reward_dir), root_path, behind_proxy)
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)

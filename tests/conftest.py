@@ -205,7 +205,13 @@ def annotation_engine(annotation_url):
 # pyproject.toml) here, so the test files stay as they are; plain `pytest` (CI) still runs them all.
 SLOW_MODULES = frozenset(
     {
+        "test_annotation_backup",
+        "test_annotation_deploy",
         "test_annotation_e2e",
+        "test_annotation_e2e_compare",
+        "test_annotation_e2e_sessions",
+        "test_annotation_e2e_tasks",
+        "test_annotation_e2e_write",
         "test_annotation_faults",
         "test_audit",
         "test_cache",

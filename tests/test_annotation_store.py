@@ -7,7 +7,9 @@ Every test runs on SQLite and, when CRITIC_TEST_POSTGRES_URL is set, on PostgreS
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, fields
+from datetime import datetime
 from types import SimpleNamespace
 from typing import get_type_hints
 
@@ -96,6 +98,9 @@ def test_annotator_cannot_reach_admin_functions(team, tmp_path):
         lambda s, u: store.agreement(s, u),
         lambda s, u: store.add_user(s, u, "mallory", "admin", PASSWORD),
         lambda s, u: store.export_dataset(s, u),
+        lambda s, u: store.list_users(s, u),
+        lambda s, u: store.update_user(s, u, "bob", takes_tasks=True),
+        lambda s, u: store.set_assignment_ttl(s, u, 12),
     ]
     with Session(engine) as session:
         for call in admin_calls:
@@ -250,6 +255,53 @@ def test_run_tests_in_sandbox(annotation_engine):
         assert unchanged.original_passed and not unchanged.tampered_failed
 
 
+def test_run_tests_refuses_code_that_does_not_parse(annotation_engine, monkeypatch):
+    """The sandbox would report a SyntaxError as a failing test; the tamperer is told why instead."""
+    engine = annotation_engine
+    (admin,) = make_users(engine, "admin", role="admin")
+    (alice,) = make_users(engine, "alice")
+    with Session(engine) as session:
+        store.import_samples(session, admin, "humaneval")
+        sample = store.next_tamper_sample(session, alice)
+    broken = sample.code.replace("):", ")", 1)
+    with pytest.raises(store.AppError) as validated:
+        store.validate_tampering(sample.code, broken, [1], "Missing colon.")
+    monkeypatch.setattr(store, "run_sample_tests", lambda *a: pytest.fail("the sandbox ran"))
+    with Session(engine) as session, pytest.raises(store.AppError) as err:
+        store.run_tests(session, alice, sample.sample_id, broken)
+    assert str(err.value) == str(validated.value)
+    assert str(err.value).startswith("the tampered code does not parse: ") and "(line " in str(err.value)
+
+
+def test_check_is_kept_on_the_assignment_and_used_on_submit(team):
+    """check_sample stores its result: a reload shows it, and a submission without one uses it. A check
+    the client puts in a draft is not trusted."""
+    engine, _, alice, *_ = team
+    with Session(engine) as session:
+        sample = store.next_tamper_sample(session, alice)
+        assert sample.check is None
+        code = tampered(sample.code)
+        forged = asdict(store.CheckResult([False] * 3, critiques_for(code), True, {"origin": "forged"}, code))
+        store.save_draft(session, alice, "tamper", sample.sample_id, {"code": code, "check": forged})
+        with pytest.raises(store.AppError, match="check the tampering against the critic before submitting"):
+            store.submit_tampering(session, alice, sample.sample_id, code, BUG_LINES, DESCRIPTION, None)
+        result = store.check_sample(
+            session, alice, FixedCritic, sample.sample_id, code, BUG_LINES, DESCRIPTION
+        )
+        again = store.next_tamper_sample(session, alice)  # a reload
+        assert again.check == result and again.draft["check"] == forged
+        other = code.replace("total = 0", "total = 0.0")
+        with pytest.raises(store.AppError, match="the code changed since the check"):
+            store.submit_tampering(session, alice, sample.sample_id, other, BUG_LINES, DESCRIPTION, None)
+        tampering_id = store.submit_tampering(
+            session, alice, sample.sample_id, code, BUG_LINES, DESCRIPTION, None
+        )
+        t = session.get(Tampering, tampering_id)
+        origins = session.exec(select(Critique.origin).where(Critique.tampering_id == tampering_id)).all()
+    assert (t.caught, t.adversarial) == (1, True)
+    assert sorted(origins) == ["gold", "model:fixed", "model:fixed", "model:fixed"]  # the stored check's
+
+
 # --- comparison -------------------------------------------------------------------------------------
 
 
@@ -262,7 +314,7 @@ def test_compare_task_is_blind(team):
     assert {f.name for f in fields(task)} == {
         "tampering_id",
         "code",
-        "description",
+        "original",
         "critiques",
         "draft",
         "bug_lines",
@@ -270,7 +322,7 @@ def test_compare_task_is_blind(team):
     assert all({f.name for f in fields(c)} == {"critique_id", "text"} for c in task.critiques)
     assert task.draft is None
     payload = json.dumps(asdict(task))
-    for leak in ("gold", ORIGIN, "alice", "bob", "origin", "rationale", "Quotes the right line"):
+    for leak in ("gold", ORIGIN, "alice", "bob", '"origin"', "rationale", "Quotes the right line"):
         assert leak not in payload
     with Session(engine) as session:
         positions = session.exec(
@@ -357,10 +409,10 @@ def test_rating_submission_is_validated_and_atomic(team):
     ids = [c.critique_id for c in task.critiques]
     good = {i: rating() for i in ids}
     bad = [
-        ({i: rating() for i in ids[:3]}, "critique 4 has no rating"),
+        ({i: rating() for i in ids[:3]}, "^critique 4: not rated$"),
         ({**good, ids[1]: rating(overall=8)}, "critique 2: overall must be an int from 1 to 7"),
         ({**good, ids[2]: rating(cbi=True)}, "critique 3: cbi must be an int"),
-        ({**good, ids[0]: rating(rationale=" ")}, "critique 1: rationale must be a non-empty string"),
+        ({**good, ids[0]: rating(rationale=" ")}, "^critique 1: no rationale$"),
         ({**good, ids[0]: rating(rationale="x" * 5_001)}, "over 5000 characters"),
         ({**good, 999_999: rating()}, "999999 is not part of this task"),
     ]
@@ -376,7 +428,186 @@ def test_rating_submission_is_validated_and_atomic(team):
     assert count(engine, Rating) == 4
 
 
+def test_every_rating_problem_is_listed_at_once(team):
+    engine, _, alice, bob, _ = team
+    tamper_next(engine, alice)
+    with Session(engine) as session:
+        task = store.next_compare_task(session, bob)
+    answers = [
+        {**vars(rating()), "cbi": None, "rationale": ""},
+        vars(rating()),
+        {**vars(rating()), "overall": None},
+        {**vars(rating()), "conciseness": None, "overall": 9, "rationale": "  "},
+    ]
+    expected = [
+        "critique 1: no CBI, no rationale",
+        "critique 3: no overall",
+        "critique 4: no conciseness, no rationale, overall must be an int from 1 to 7, got 9",
+    ]
+    assert store.rating_problems(answers) == expected
+    assert store.rating_problems([vars(rating())] * 4) == []
+    assert store.rating_problems([{}]) == [
+        "critique 1: no CBI, no comprehensiveness, no conciseness, no overall, no rationale, "
+        "nitpick must be a bool, got None"
+    ]
+    ratings = {c.critique_id: store.RatingInput(**a) for c, a in zip(task.critiques, answers, strict=True)}
+    with Session(engine) as session, pytest.raises(store.AppError) as err:
+        store.submit_ratings(session, bob, task.tampering_id, ratings)
+    assert str(err.value) == "; ".join(expected)
+    del ratings[task.critiques[1].critique_id]
+    with Session(engine) as session, pytest.raises(store.AppError) as err:
+        store.submit_ratings(session, bob, task.tampering_id, ratings)
+    assert str(err.value) == "; ".join([expected[0], "critique 2: not rated", *expected[1:]])
+    assert count(engine, Rating) == 0
+
+
 # --- admin views and export ------------------------------------------------------------------------
+
+
+def test_admins_manage_users(team):
+    engine, admin, alice, bob, _ = team
+    with Session(engine) as session:
+        rows = store.list_users(session, admin)
+        assert [r["name"] for r in rows] == ["admin", "alice", "bob", "carol"]
+        assert {k: v for k, v in rows[0].items() if k != "created_at"} == {
+            "name": "admin",
+            "role": "admin",
+            "disabled": False,
+            "takes_tasks": False,
+        }
+        assert rows[1]["takes_tasks"] is True and datetime.fromisoformat(rows[1]["created_at"])
+
+        token = store.login(session, "alice", PASSWORD)
+        store.update_user(session, admin, "alice", takes_tasks=False)  # no reason to log her out
+        assert store.user_for_token(session, token).takes_tasks is False
+        store.update_user(session, admin, "alice", disabled=True)
+        with pytest.raises(store.AppError, match="not logged in"):
+            store.user_for_token(session, token)
+        with pytest.raises(store.AppError) as err:
+            store.login(session, "alice", PASSWORD)
+        assert str(err.value) == "wrong user name or password"  # the same as a wrong password
+        store.update_user(session, admin, "alice", disabled=False)
+        token = store.login(session, "alice", PASSWORD)
+
+        store.update_user(session, admin, "alice", password="a brand new password")
+        with pytest.raises(store.AppError, match="not logged in"):
+            store.user_for_token(session, token)
+        with pytest.raises(store.AppError, match="wrong user name or password"):
+            store.login(session, "alice", PASSWORD)
+        token = store.login(session, "alice", "a brand new password")
+
+        bob_token = store.login(session, "bob", PASSWORD)
+        store.update_user(session, admin, "bob", role="admin")
+        with pytest.raises(store.AppError, match="not logged in"):
+            store.user_for_token(session, bob_token)
+        promoted = store.user_for_token(session, store.login(session, "bob", PASSWORD))
+        assert promoted.role == "admin" and promoted.takes_tasks is True  # a role change leaves it be
+        assert store.user_for_token(session, token).name == "alice"  # others' sessions live on
+
+        refused = [
+            (dict(name="nobody", role="admin"), "no such user 'nobody'"),
+            (dict(name="alice", role="root"), "unknown role 'root'"),
+            (dict(name="alice", password="short"), "at least 8 characters"),
+            (dict(name="alice", disabled="yes"), "disabled must be true or false"),
+            (dict(name="admin", disabled=True), "you cannot disable yourself"),
+            (dict(name="admin", role="annotator"), "you cannot remove your own admin role"),
+        ]
+        for change, message in refused:
+            name = change.pop("name")
+            with pytest.raises(store.AppError, match=message) as err:
+                store.update_user(session, admin, name, **change)
+            assert "\n" not in str(err.value)
+        store.update_user(session, admin, "admin", role="admin", takes_tasks=True)  # no change of role
+        assert store.user_for_token(session, store.login(session, "admin", PASSWORD)).takes_tasks is True
+        assert store.login(session, "alice", "a brand new password")  # the refused changes wrote nothing
+        with pytest.raises(store.Forbidden, match="only admins"):
+            store.update_user(session, alice, "alice", role="admin")
+
+
+def test_progress_counts_samples(team):
+    engine, admin, alice, bob, carol = team
+    tamper_next(engine, alice)
+    with Session(engine) as session:
+        skipped = store.next_tamper_sample(session, bob).sample_id
+        store.skip_sample(session, bob, skipped)
+        # a skipped claim holds no slot: carol gets bob's skipped sample before the untouched one
+        assert store.next_tamper_sample(session, carol).sample_id == skipped
+        samples = store.progress(session, admin)["samples"]
+    assert samples == {"total": 3, "tampered": 1, "skipped": 1, "open": 1, "untouched": 1}
+
+
+def test_my_progress(team):
+    from critic.annotation_app import writing
+
+    engine, admin, alice, bob, carol = team
+    tamper_next(engine, alice)
+    with Session(engine) as session:
+        store.next_tamper_sample(session, alice)
+        mine = store.my_progress(session, alice)
+        assert mine["tamper"] == {"done": 1, "left": 2}  # one sample never held, plus her open one
+        assert mine["compare"] == {"done": 0, "left": 0}  # her own tampering is not for her
+        assert store.my_progress(session, bob)["compare"] == {"done": 0, "left": 1}
+        assert store.my_progress(session, bob)["tamper"] == {"done": 0, "left": 3}
+        store.next_compare_task(session, bob)
+        assert store.my_progress(session, bob)["compare"] == {"done": 0, "left": 1}  # his open one
+        store.next_compare_task(session, carol)  # the second of overlap 2
+        (dave,) = make_users(engine, "dave")
+        assert store.my_progress(session, dave)["compare"] == {"done": 0, "left": 0}
+    rate_task(engine, bob, [4, 4, 4, 4])
+    with Session(engine) as session:
+        assert store.my_progress(session, bob)["compare"] == {"done": 1, "left": 0}
+        left_to_write = writing.write_tasks_left(session, carol)
+        assert store.my_progress(session, carol)["write"] == {"done": 0, "left": left_to_write}
+        assert store.my_progress(session, admin) == {
+            "tamper": {"done": 0, "left": 3},
+            "compare": {"done": 0, "left": 0},  # admins take no compare or write tasks unless they opt in
+            "write": {"done": 0, "left": 0},
+        }
+
+
+def test_overlap_takes_whole_numbers_only(team):
+    engine, admin, *_ = team
+    with Session(engine) as session:
+        for bad in (0, -1, 2.5, 11, True, "2", float("nan"), float("inf")):
+            with pytest.raises(store.AppError, match="overlap must be a whole number from 1 to 10") as err:
+                store.set_overlap(session, admin, bad)
+            assert "\n" not in str(err.value)
+        assert store.get_overlap(session) == 2
+        store.set_overlap(session, admin, 3.0)  # what a number field sends
+        assert store.get_overlap(session) == 3
+
+
+def test_export_saved_to_a_folder_and_a_zip(tmp_path):
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    from critic.annotation_app.export import save_to_folder, save_zip
+
+    dsd = DatasetDict(tampering=Dataset.from_dict({"x": [1, 2]}), ratings=Dataset.from_dict({"y": ["a"]}))
+    with pytest.raises(store.AppError, match="^give an absolute path on the server: export$"):
+        save_to_folder(dsd, "export")
+    out = tmp_path / "new" / "export"
+    assert save_to_folder(dsd, str(out)) == {"tampering": 2, "ratings": 1}
+    assert load_from_disk(str(out))["ratings"]["y"] == ["a"]
+    with pytest.raises(store.AppError, match=f"^{out}: exists and is not empty$"):
+        save_to_folder(dsd, out)
+    assert save_to_folder(dsd, out, overwrite=True) == {"tampering": 2, "ratings": 1}
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(store.AppError, match="exists and is not a folder"):
+        save_to_folder(dsd, tmp_path / "file")
+
+    downloads = tmp_path / "downloads"
+    first, second = save_zip(dsd, downloads), save_zip(dsd, downloads)
+    assert first != second and first.parent.parent == downloads and first.suffix == ".zip"
+    with zipfile.ZipFile(first) as archive:
+        archive.extractall(tmp_path / "unzipped")
+    unzipped = load_from_disk(str(tmp_path / "unzipped" / first.stem))
+    assert unzipped["tampering"]["x"] == [1, 2]
+    assert sorted(p.name for p in first.parent.iterdir()) == [first.name]  # only the zip is left
+
+    # Nothing rated yet: an empty split must load back too (datasets saves it with no shard otherwise).
+    empty = DatasetDict(tampering=Dataset.from_dict({"x": [1]}), ratings=Dataset.from_dict({"y": []}))
+    assert save_to_folder(empty, tmp_path / "empty") == {"tampering": 1, "ratings": 0}
+    assert load_from_disk(str(tmp_path / "empty"))["ratings"].num_rows == 0
 
 
 def test_preferences_and_export(team, tmp_path):
@@ -405,7 +636,7 @@ def test_preferences_and_export(team, tmp_path):
     assert len(rate_tie) == 8 and sorted(set(rate_tie["rater"])) == ["bob", "carol"]
     assert set(RATED_FIELDS) <= set(rate_tie.column_names)
     tampering = dsd["tampering"]
-    assert tampering.column_names == list(FIELDS)
+    assert tampering.column_names[: len(FIELDS)] == list(FIELDS)  # the shared schema, then the app's own
     assert tampering[0]["source"] == "human" and tampering[0]["original"] == sample.code
     assert tampering[0]["bug_lines"] == BUG_LINES and tampering[0]["description"] == DESCRIPTION
 
@@ -521,3 +752,328 @@ def test_ui_check_goes_through_the_store(team):
     assert not loaded  # neither refused check loaded the critic
     result = ui.tamper.run_check(alice_token, state, code, "3", DESCRIPTION)[ui.tamper.check]
     assert loaded and result.caught == [True, False, False] and result.code == code
+
+
+# --- concurrency: the server's requests are threads, each with its own session ----------------------
+
+
+def test_concurrent_claims_stay_exclusive(annotation_engine, tmp_path):
+    """Twelve annotators claiming and rating at once: every tampering ends with exactly `overlap`
+    raters, nobody rates a tampering twice, and no claim or submission fails (on SQLite, writers queue
+    on the write gate rather than race SQLite's busy handler)."""
+    import threading
+
+    engine = annotation_engine
+    admin, alice, _, _ = make_team(engine, tmp_path / "src", samples=4)
+    tamperings = {tamper_next(engine, alice) for _ in range(4)}
+    raters = make_users(engine, *(f"rater{i:02d}" for i in range(12)))
+    with Session(engine) as session:
+        store.set_overlap(session, admin, 3)
+    start = threading.Barrier(len(raters))
+    rated: dict[str, list[int]] = {}
+    failures: list[BaseException] = []
+
+    def work(rater) -> None:
+        try:
+            start.wait()
+            while True:
+                with Session(engine) as session:
+                    task = store.next_compare_task(session, rater)
+                    if task is None:
+                        return
+                    ratings = {c.critique_id: rating() for c in task.critiques}
+                    store.submit_ratings(session, rater, task.tampering_id, ratings)
+                    rated.setdefault(rater.name, []).append(task.tampering_id)
+        except BaseException as err:  # reported below: an exception in a thread fails nothing by itself
+            failures.append(err)
+
+    threads = [threading.Thread(target=work, args=(rater,)) for rater in raters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads) and not failures, failures
+    claims = [t for ids in rated.values() for t in ids]
+    assert sorted(claims) == sorted(list(tamperings) * 3)  # each tampering rated by exactly 3
+    assert all(len(ids) == len(set(ids)) for ids in rated.values())  # nobody rated one twice
+    assert count(engine, Rating) == len(claims) * store.CRITIQUES_PER_TASK
+    assert count(engine, Assignment, Assignment.kind == "compare", Assignment.status == "open") == 0
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path):
+    """On SQLite a session-token lookup (a `reading()` transaction) answers while another request
+    holds the write lock; a second writer waits until the first commits, then goes through."""
+    import threading
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
+    init_db(engine)
+    (admin,) = make_users(engine, "admin", role="admin")
+    with Session(engine) as session:
+        token = store.login(session, "admin", PASSWORD)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with Session(engine) as session:
+            session.connection()  # BEGIN IMMEDIATE: the write lock, until the commit
+            holding.set()
+            release.wait(timeout=60)
+            session.commit()
+
+    def run(fn) -> tuple[threading.Thread, list]:
+        result: list = []
+        thread = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+        thread.start()
+        return thread, result
+
+    writer = threading.Thread(target=hold_the_write_lock)
+    writer.start()
+    try:
+        assert holding.wait(timeout=30)
+        reader, found = run(lambda: store.user_for_token(Session(engine), token))
+        reader.join(timeout=10)
+        assert found and found[0].name == "admin"  # answered with the write lock held
+        second, _ = run(lambda: store.set_overlap(Session(engine), admin, 3))
+        second.join(timeout=1)
+        assert second.is_alive()  # queued behind the first writer
+    finally:
+        release.set()
+        writer.join(timeout=30)
+    second.join(timeout=30)
+    assert not second.is_alive()
+    with Session(engine) as session:
+        assert store.get_overlap(session) == 3
+    engine.dispose()
+
+
+# --- the UI shell, Tamper and Admin tabs: handlers called directly ---------------------------------
+
+
+def _ui_tokens(engine, *names: str) -> list[str]:
+    with Session(engine) as session:
+        return [store.login(session, name, PASSWORD) for name in names]
+
+
+def test_ui_entering_claims_a_task_only_where_it_lands(team):
+    """A login or reload lands on the remembered tab (Home when there is none, or when the role may not
+    land there) and claims a task only when that tab is Tamper; an admin never lands on a task tab."""
+    from critic.annotation_app.ui import AnnotationUI
+    from critic.annotation_app.ui.app import landing_tab
+
+    engine, *_ = team
+    assert [landing_tab("annotator", tab) for tab in (None, "compare", "write", "admin", "bogus")] == [
+        "home", "compare", "write", "home", "home",
+    ]  # fmt: skip
+    assert [landing_tab("admin", tab) for tab in (None, "tamper", "compare", "admin")] == [
+        "home", "home", "home", "admin",
+    ]  # fmt: skip
+    alice_token, admin_token = _ui_tokens(engine, "alice", "admin")
+    ui = AnnotationUI(engine, FixedCritic)
+    home = ui.enter(alice_token, None)
+    assert home[ui.tabs].selected == "home" and "Tamper**: 0 done, 3 left" in home[ui.home.my_progress]
+    assert home[ui.tamper.sample] is None
+    admin_view = ui.enter(admin_token, "tamper")
+    assert admin_view[ui.tabs].selected == "home"
+    assert count(engine, Assignment) == 0
+    landed = ui.enter(alice_token, "tamper")
+    assert landed[ui.tabs].selected == "tamper" and landed[ui.tamper.sample]["id"] > 0
+    assert count(engine, Assignment) == 1
+    assert ui.enter("not a token", "tamper")[ui.login_panel].visible
+    assert ui.do_logout(alice_token)[ui.last_tab] == "home"  # the next login here lands on Home
+
+
+def test_ui_check_progress_restore_and_submit_on_the_stored_check(team):
+    """The check reports each search, is kept with the draft, comes back on reopening while the code is
+    the checked code, and Submit uses it without another check."""
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, _, alice, *_ = team
+    (token,) = _ui_tokens(engine, "alice")
+    searches: list[int] = []
+
+    class CountingCritic(FixedCritic):
+        def search(self, prompts, codes, settings, seed):
+            searches.append(seed)
+            return super().search(prompts, codes, settings, seed)
+
+    ui = AnnotationUI(engine, CountingCritic)
+    state = ui.tamper.open_sample(token)[ui.tamper.sample]
+    code = tampered(state["original"])
+    steps: list[str] = []
+    checked = ui.tamper.run_check(token, state, code, "3", DESCRIPTION, lambda *_, desc: steps.append(desc))
+    assert steps == ["search 1 of 3", "search 2 of 3", "search 3 of 3"] and searches == [0, 1, 2]
+    assert "Adversarial" in checked[ui.tamper.check_result] and checked[ui.tamper.saved]["code"] == code
+
+    reopened = ui.tamper.open_sample(token)
+    assert (reopened[ui.tamper.code], reopened[ui.tamper.bug_lines]) == (code, "3")
+    assert reopened[ui.tamper.description] == DESCRIPTION
+    assert reopened[ui.tamper.check] == checked[ui.tamper.check]
+    assert reopened[ui.tamper.check_result] == checked[ui.tamper.check_result]
+    assert "with its check against the critic" in reopened[ui.tamper.tamper_draft]
+
+    edited = code.replace("total = 0", "total = 0.0")
+    ui.tamper.save_tamper_draft(token, state, reopened[ui.tamper.saved], edited, "3", DESCRIPTION)
+    stale = ui.tamper.open_sample(token)
+    assert stale[ui.tamper.code] == edited and stale[ui.tamper.check] is None
+    assert stale[ui.tamper.check_result] == ""
+    with pytest.raises(store.AppError, match="the code changed since the check"):
+        ui.tamper.submit_tampering(token, state, edited, "3", DESCRIPTION)
+
+    submitted = ui.tamper.submit_tampering(token, state, code, "3", DESCRIPTION)
+    assert "Submitted tampering" in submitted[ui.tamper.tamper_status]
+    assert "1 done" in submitted[ui.tamper.tamper_progress] and searches == [0, 1, 2]
+    with Session(engine) as session:
+        (stored,) = session.exec(select(Tampering)).all()
+    assert stored.code == code and stored.caught == 1
+
+
+def test_ui_draft_is_saved_only_when_the_form_changed(team):
+    """Autosave fires on every change, programmatic ones too: a form equal to what was restored (the
+    editor drops a trailing newline) writes no draft."""
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, *_ = team
+    (token,) = _ui_tokens(engine, "alice")
+    ui = AnnotationUI(engine, FixedCritic)
+    opened = ui.tamper.open_sample(token)
+    state, saved = opened[ui.tamper.sample], opened[ui.tamper.saved]
+    unchanged = ui.tamper.save_tamper_draft(token, state, saved, state["original"].rstrip("\n"), "", "")
+    assert ui.tamper.saved not in unchanged and count(engine, Draft) == 0
+    changed = ui.tamper.save_tamper_draft(token, state, saved, state["original"], "3", "")
+    assert changed[ui.tamper.saved]["bug_lines"] == "3" and count(engine, Draft) == 1
+    assert ui.tamper.saved not in ui.tamper.save_tamper_draft(None, None, None, "", "", "")  # no sample
+
+
+def test_ui_skip_opens_the_next_sample_and_counts(team):
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, *_ = team
+    (token,) = _ui_tokens(engine, "alice")
+    ui = AnnotationUI(engine, FixedCritic)
+    opened = ui.tamper.open_sample(token)
+    assert "0 done, 3 left" in opened[ui.tamper.tamper_progress]
+    first = opened[ui.tamper.sample]["id"]
+    skipped = ui.tamper.skip_sample(token, opened[ui.tamper.sample])
+    assert skipped[ui.tamper.tamper_status] == f"Skipped sample {first}."
+    assert skipped[ui.tamper.sample]["id"] != first and "0 done, 2 left" in skipped[ui.tamper.tamper_progress]
+    with pytest.raises(store.AppError, match="no sample is open"):
+        ui.tamper.skip_sample(token, None)
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [("3", 3), (" 3 ", 3), (3.0, 3), ("3.0", 3), ("2.5", 2.5), ("-1", -1), ("abc", "abc"), ("", "")],
+)
+def test_ui_number_fields_are_read_not_rounded(typed, read):
+    from critic.annotation_app.ui.render import number_or_text
+
+    assert number_or_text(typed) == read and type(number_or_text(typed)) is type(read)
+
+
+def test_ui_admin_settings_refused_in_one_line_with_the_stored_value_shown(team):
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, *_ = team
+    (token,) = _ui_tokens(engine, "admin")
+    ui = AnnotationUI(engine, FixedCritic)
+    admin = ui.admin
+    for typed, shown in (("0", "0"), ("-1", "-1"), ("2.5", "2.5"), ("abc", "'abc'"), (True, "True")):
+        refused = admin.set_overlap(token, typed)
+        assert refused[admin.admin_status] == (
+            f"⚠ overlap must be a whole number from 1 to {store.MAX_OVERLAP}, got {shown}"
+        )
+        assert refused[admin.overlap] == str(store.DEFAULT_OVERLAP)
+    done = admin.set_overlap(token, "3")
+    assert done[admin.admin_status] == "✓ Overlap set to 3 raters per tampering."
+    assert done[admin.overlap] == "3"
+    assert "got 9" in admin.set_writers(token, "9")[admin.admin_status]
+    assert admin.set_writers(token, "2")[admin.writers] == "2"
+    refused_ttl = admin.set_ttl(token, "0")
+    assert refused_ttl[admin.admin_status].startswith("⚠ the assignment expiry must be")
+    assert refused_ttl[admin.ttl] == f"{store.DEFAULT_ASSIGNMENT_TTL_HOURS:g}"
+    assert admin.set_ttl(token, "1.5")[admin.ttl] == "1.5"
+    view = admin.admin_refresh_view(token)
+    assert "3 in all" in view[admin.sample_counts]
+    assert list(view[admin.origins]["origin"]) == ["human", "assisted", "model", "reference"]
+    with Session(engine) as session:
+        assert store.get_overlap(session) == 3 and store.get_assignment_ttl(session) == 1.5
+
+
+def test_ui_admin_manages_users_through_the_store(team):
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, admin_user, *_ = team
+    (token,) = _ui_tokens(engine, "admin")
+    ui = AnnotationUI(engine, FixedCritic)
+    admin = ui.admin
+    with pytest.raises(store.AppError, match="password must be at least"):
+        admin.add_user(token, "dave", "annotator", "short")
+    added = admin.add_user(token, "dave", "annotator", "first password")
+    assert "Added annotator **dave**" in added[admin.users_status] and added[admin.member].value == "dave"
+    assert "dave" in list(added[admin.accounts]["name"])
+    with pytest.raises(store.AppError, match="choose a user first"):
+        admin.reset_password(token, None, "second password")
+    admin.reset_password(token, "dave", "second password")
+    admin.set_role(token, "dave", "admin")
+    admin.update_user(token, "dave", "{}", disabled=True)
+    with Session(engine) as session:
+        with pytest.raises(store.AppError, match="wrong user name or password"):
+            store.authenticate(session, "dave", "second password")  # disabled: as a wrong password
+    admin.update_user(token, "dave", "{}", disabled=False)
+    with Session(engine) as session:
+        assert store.authenticate(session, "dave", "second password").role == "admin"
+        with pytest.raises(store.AppError, match="wrong user name or password"):
+            store.authenticate(session, "dave", "first password")
+
+    tamper_next(engine, team[2])  # alice's tampering: the admin could rate it, once opted in
+    assert "No comparison" in ui.compare.open_task(token)[ui.compare.task_info]
+    opted = admin.update_user(token, "admin", "{} takes tasks.", takes_tasks=True)
+    assert opted[admin.users_status] == "✓ admin takes tasks."
+    assert ui.compare.open_task(token)[ui.compare.task] is not None
+
+
+def test_ui_run_tests_on_code_that_does_not_parse_says_so(annotation_engine):
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine = annotation_engine
+    make_users(engine, "alice")
+    code = "def one():\n    return 1\n"
+    with Session(engine) as session:
+        session.add(CodeSample(code=code, test="assert one() == 1\n", source="inline", task_id="one"))
+        session.commit()
+    (token,) = _ui_tokens(engine, "alice")
+    ui = AnnotationUI(engine, FixedCritic)
+    opened = ui.tamper.open_sample(token)
+    assert opened[ui.tamper.tests_button].visible
+    with pytest.raises(store.AppError, match=r"^the tampered code does not parse: .*\(line 2\)"):
+        ui.tamper.run_tests(token, opened[ui.tamper.sample], "def one():\n    return (1\n")
+
+
+def test_ui_admin_export_rules_and_zip(team, tmp_path):
+    """The folder export follows the CLI's rules; the zip is the dataset, and its folder goes once
+    Gradio has its copy."""
+    from pathlib import Path
+
+    from datasets import load_from_disk
+
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, _, alice, bob, _ = team
+    tamper_next(engine, alice)
+    rate_task(engine, bob, [7, 5, 3, 1])  # no empty split: datasets cannot load one saved with 0 shards
+    (token,) = _ui_tokens(engine, "admin")
+    admin = AnnotationUI(engine, FixedCritic).admin
+    with pytest.raises(store.AppError, match="give an absolute path"):
+        admin.export(token, "relative/folder")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.txt").write_text("an earlier export")
+    with pytest.raises(store.AppError, match="exists and is not empty"):
+        admin.export(token, str(tmp_path / "full"))
+    done = admin.export(token, f"  {tmp_path / 'new'}  ")
+    assert done[admin.admin_status].startswith("✓ Exported to") and load_from_disk(str(tmp_path / "new"))
+    built = admin.prepare_zip(token)
+    path = built[admin.zip_path]
+    with zipfile.ZipFile(path) as zipped:
+        assert "critic-annotations/dataset_dict.json" in zipped.namelist()
+    assert built[admin.download].visible and built[admin.admin_status].startswith("✓ Zip ready")
+    admin.remove_zip(path)
+    assert not Path(path).parent.exists()

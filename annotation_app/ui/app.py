@@ -5,10 +5,18 @@ validation, queues), so the UI holds no rule of its own beyond reading form fiel
 of component updates: an `AppError` becomes a one-line message in the tab's status line (and a toast),
 leaving every other field as it was. The login token lives in the browser's localStorage
 (`gr.BrowserState`), so a page reload keeps the user logged in; every request re-resolves it to a user.
+The last tab the user opened is kept there too, and a login or reload lands on it (or on Home). A task is
+claimed only when its tab is opened, never by logging in.
+
+A login that stops holding (expired, or ended by an admin) sends the page back to the login form with the
+reason, wherever the user was (`end_sessions`); the tabs keep what the user had typed, and when the same
+user logs in again the page resumes as it was and its autosave stores that work as the draft.
 """
 
 from __future__ import annotations
 
+import functools
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -17,19 +25,41 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from critic.annotation_app import store
+from critic.annotation_app.auth import SessionExpired
 from critic.annotation_app.store import AppError
 from critic.annotation_app.ui.admin import AdminTab
-from critic.annotation_app.ui.base import QUICK, Context, guard
+from critic.annotation_app.ui.base import QUICK, Context, SessionEnded, guard
 from critic.annotation_app.ui.compare import CompareTab
+from critic.annotation_app.ui.home import HomeTab, ProgressLine
 from critic.annotation_app.ui.tamper import TamperTab
+from critic.annotation_app.ui.write import WriteTab
+
+TOKEN_KEY = "critic-annotation-token"
+TAB_KEY = "critic-annotation-tab"
+HOME = "home"
+# Where a login or reload may land, by role: an admin lands on Home or Admin, so logging in never
+# claims them a task; an annotator lands on the task tab they last used.
+LANDINGS = {"admin": (HOME, "admin"), "annotator": (HOME, "tamper", "compare", "write")}
+CACHE_S = 3600  # Gradio's copies of served files (export zips) are deleted after this long
+
+
+def landing_tab(role: str, remembered: str | None) -> str:
+    """The tab a login or reload shows: the remembered one where the role may land there, else Home."""
+    return remembered if remembered in LANDINGS.get(role, (HOME,)) else HOME
 
 
 class AnnotationUI:
     """The Blocks, the login panel and the tabs; build with `build_ui`."""
 
     def __init__(self, engine: Engine, critic_factory: Callable[[], Any]) -> None:
-        with gr.Blocks(title="critic annotation", fill_width=True) as self.blocks:
-            token = gr.BrowserState(None, storage_key="critic-annotation-token")
+        with gr.Blocks(
+            title="critic annotation", fill_width=True, delete_cache=(CACHE_S, CACHE_S)
+        ) as self.blocks:
+            token = gr.BrowserState(None, storage_key=TOKEN_KEY)
+            self.last_tab = gr.BrowserState(None, storage_key=TAB_KEY)
+            self.shown_user = gr.State(None)  # whose work the tabs show
+            self.paused_for = gr.State(None)  # the user whose session ended with their work on the page
+            self.ended = gr.State(None)  # (reason, nonce): set by any handler whose login stopped holding
             self.ctx = Context(engine, critic_factory, token)
             self._login_panel()
             with gr.Column(visible=False, elem_id="app-panel") as self.app_panel:
@@ -37,10 +67,15 @@ class AnnotationUI:
                     self.who = gr.Markdown(elem_id="who")
                     self.logout_button = gr.Button("Log out", elem_id="logout", size="sm", scale=0)
                 with gr.Tabs(elem_id="tabs") as self.tabs:
+                    with gr.Tab("Home", id=HOME, elem_id="home-tab") as self.home_tab:
+                        self.home = HomeTab(self.ctx)
                     with gr.Tab("Tamper", id="tamper", elem_id="tamper-tab") as self.tamper_tab:
                         self.tamper = TamperTab(self.ctx)
                     with gr.Tab("Compare", id="compare", elem_id="compare-tab") as self.compare_tab:
+                        self.compare_progress = ProgressLine(self.ctx, "compare", "compare-progress")
                         self.compare = CompareTab(self.ctx)
+                    with gr.Tab("Write", id="write", elem_id="write-tab") as self.write_tab:
+                        self.write = WriteTab(self.ctx)
                     with gr.Tab("Admin", id="admin", elem_id="admin-tab", visible=False) as self.admin_tab:
                         self.admin = AdminTab(self.ctx)
             self._wire()
@@ -62,74 +97,170 @@ class AnnotationUI:
             self.login_button = gr.Button("Log in", variant="primary", elem_id="login-button")
             self.login_status = gr.Markdown(elem_id="login-status")
 
-    def do_login(self, name: str, password: str) -> dict:
+    def do_login(self, name: str, password: str, request: gr.Request) -> dict:
+        """Throttled per account and per client address (the proxy's X-Forwarded-For, when uvicorn
+        trusts it); a lock answers with the wait in the login status."""
+        client = request.client.host if request is not None and request.client is not None else ""
         with Session(self.ctx.engine) as session:
-            token = store.login(session, name, password)
+            token = store.login(session, name, password, client=client or "")
         return {self.token: token, self.password: "", self.login_status: ""}
 
     def do_logout(self, token: str | None) -> dict:
         if token:
             with Session(self.ctx.engine) as session:
                 store.logout(session, token)
-        # Nothing of this user's stays on the page for the next one to see.
+        # Nothing of this user's stays on the page for the next one to see, nor decides where they land.
+        # (A BrowserState keeps its last truthy value: None would leave the old tab there.)
+        return self._cleared() | {
+            self.token: None,
+            self.shown_user: None,
+            self.paused_for: None,
+            self.last_tab: HOME,
+            self.login_panel: gr.Column(visible=True),
+            self.app_panel: gr.Column(visible=False),
+            self.admin_tab: gr.Tab(visible=False),
+            self.who: "",
+            self.tabs: gr.Tabs(selected=HOME),
+        }
+
+    def _cleared(self) -> dict:
+        """Every tab as before anyone logged in: no task claimed, no one's work or numbers shown."""
         return (
-            {
-                self.token: None,
-                self.login_panel: gr.Column(visible=True),
-                self.app_panel: gr.Column(visible=False),
-                self.admin_tab: gr.Tab(visible=False),
-            }
+            self.home.cleared()
             | self.tamper.cleared()
             | self.compare.cleared()
+            | self.write.cleared()
             | self.admin.cleared()
+            | {self.compare_progress.line: ""}
         )
 
-    def enter(self, token: str | None) -> dict:
-        """Show the app for a valid token (after login or a page reload) on the Tamper tab.
+    def _openers(self) -> dict[str, Callable[[str], dict]]:
+        """Per tab, what opening it does (its `.select` handler's work), for a login that lands there:
+        a programmatic `gr.Tabs(selected=...)` does not reliably fire the tab's `.select`."""
+        return {
+            HOME: guard(self.home.home_status)(self.home.show_home),
+            "tamper": guard(self.tamper.tamper_status)(self.tamper.open_sample),
+            "compare": guard(self.compare.compare_status)(self.compare.open_task),
+            "write": guard(self.write.write_status)(self.write.open_task),
+            "admin": guard(self.admin.admin_status)(self.admin.admin_refresh_view),
+        }
 
-        Only the tamper sample is opened here; the compare task is claimed when the Compare tab is
-        first shown, so annotators who only tamper never hold a rating slot another annotator needs.
-        The previous user's task, if this page had one, is dropped.
-        """
+    def enter(self, token: str | None, last_tab: str | None = None, paused_for: str | None = None) -> dict:
+        """Show the app for a valid token (after login or a page reload) on the tab the user last opened
+        (`landing_tab`), opening that tab's task as opening the tab would; no other task is claimed, so
+        annotators never hold a sample or a rating slot they did not ask for. The previous user's
+        work, if this page showed any, is dropped, unless it is this user's, left on the page when
+        their session ended (`paused_for`): then the page resumes as it was, and the autosave timers
+        store what they had typed as the draft."""
+        logged_out = {self.login_panel: gr.Column(visible=True), self.app_panel: gr.Column(visible=False)}
         if not token:
-            return {self.login_panel: gr.Column(visible=True), self.app_panel: gr.Column(visible=False)}
+            return logged_out
         with Session(self.ctx.engine) as session:
             try:
                 user = store.user_for_token(session, token)
-            except AppError:  # logged out elsewhere, or a database that was reset
-                return {self.token: None, self.login_panel: gr.Column(visible=True)}
-            return (
-                self.tamper._open_sample(session, user)
-                | self.compare.cleared()
-                | {
-                    self.login_panel: gr.Column(visible=False),
-                    self.app_panel: gr.Column(visible=True),
-                    self.tabs: gr.Tabs(selected="tamper"),
-                    self.admin_tab: gr.Tab(visible=user.role == "admin"),
-                    self.who: f"Logged in as **{user.name}** ({user.role})",
-                }
-            )
+            except SessionExpired as err:  # a reload after the idle limit: say why the form is back
+                return logged_out | {self.token: None, self.login_status: f"⚠ {err}"}
+            except AppError:  # logged out elsewhere, disabled, or a database that was reset
+                return logged_out | {self.token: None}
+        shown = {
+            self.login_panel: gr.Column(visible=False),
+            self.app_panel: gr.Column(visible=True),
+            self.admin_tab: gr.Tab(visible=user.role == "admin"),
+            self.who: f"Logged in as **{user.name}** ({user.role})",
+            self.shown_user: user.name,
+            self.paused_for: None,
+        }
+        if paused_for is not None and paused_for == user.name:
+            return shown | {timer: gr.Timer(active=True) for timer in self._timers}
+        landing = landing_tab(user.role, last_tab)
+        return (
+            self._cleared() | shown | {self.tabs: gr.Tabs(selected=landing)} | self._openers()[landing](token)
+        )
+
+    @property
+    def _timers(self) -> list[gr.Timer]:
+        """The tabs' autosave timers: each saves its form as the draft if it changed, then stops."""
+        return [self.tamper.tamper_timer, self.compare.compare_timer, self.write.write_timer]
+
+    def session_ended(
+        self, ended: tuple[str, str] | None, shown_user: str | None, paused: str | None
+    ) -> dict:
+        """Back to the login form with the reason, the tabs left as they are (their autosave stopped,
+        as it would only fail) and the user noted, so that their next login resumes the page. A
+        second signal (a request already on its way) leaves the first reason in place."""
+        if not ended:
+            return {}
+        updates = {
+            self.login_panel: gr.Column(visible=True),
+            self.app_panel: gr.Column(visible=False),
+            self.token: None,
+            **{timer: gr.Timer(active=False) for timer in self._timers},
+        }
+        if paused is not None:
+            return updates
+        return updates | {self.login_status: f"⚠ {ended[0]}", self.paused_for: shown_user}
+
+    def end_sessions(self) -> None:
+        """Make every guarded handler of every tab (`base.guard`) send the page to the login form when
+        its login no longer holds (`SessionEnded`): each also outputs `ended`, whose change shows the
+        form. Done here, once all the tabs are wired, so no tab has to list the shell's components."""
+        for block_fn in self.blocks.fns.values():
+            if getattr(block_fn.fn, "session_guarded", False) and self.ended not in block_fn.outputs:
+                block_fn.fn = self._ending(block_fn.fn)
+                block_fn.outputs = [*block_fn.outputs, self.ended]
+        self.ended.change(
+            self.session_ended,
+            [self.ended, self.shown_user, self.paused_for],
+            [
+                self.login_panel, self.app_panel, self.token, self.login_status, self.paused_for,
+                *self._timers,
+            ],
+            **QUICK,
+        )  # fmt: skip
+
+    def _ending(self, handler: Callable[..., dict]) -> Callable[..., dict]:
+        @functools.wraps(handler)
+        def ending(*args: Any) -> dict:
+            try:
+                return handler(*args)
+            except SessionEnded as err:  # a fresh value each time, so that `ended` changes
+                return {self.ended: (str(err), secrets.token_hex(8))}
+
+        return ending
 
     # --- events -----------------------------------------------------------------------------------
 
     def _wire(self) -> None:
-        app_outputs = [self.login_panel, self.app_panel, self.tabs, self.admin_tab, self.who, self.token]
-        enter_outputs = app_outputs + self.tamper.outputs + self.compare.outputs
+        app_outputs = [
+            self.login_panel, self.app_panel, self.tabs, self.admin_tab, self.who, self.token,
+            self.shown_user, self.paused_for, self.login_status,
+        ]  # fmt: skip
+        every_tab = [
+            *self.home.outputs,
+            *self.tamper.outputs,
+            *self.compare.outputs,
+            self.compare_progress.line,
+            *self.write.outputs,
+            *self.admin.outputs,
+        ]
         login = guard(self.login_status)(self.do_login)
         for trigger in (self.login_button.click, self.password.submit):
             trigger(
                 login, [self.name, self.password], [self.token, self.password, self.login_status], **QUICK
-            ).then(self.enter, [self.token], enter_outputs, **QUICK)
-        self.blocks.load(self.enter, [self.token], enter_outputs, **QUICK)
+            ).then(self.enter, [self.token, self.last_tab, self.paused_for], app_outputs + every_tab, **QUICK)
+        self.blocks.load(self.enter, [self.token, self.last_tab], app_outputs + every_tab, **QUICK)
         self.logout_button.click(
-            self.do_logout,
-            [self.token],
-            [*app_outputs, *self.tamper.outputs, *self.compare.outputs, *self.admin.outputs],
-            **QUICK,
+            self.do_logout, [self.token], [*app_outputs, self.last_tab, *every_tab], **QUICK
         )
+        for tab in self.tabs.children:  # remember the tab the user opens, for the next login or reload
+            tab.select(lambda tab_id=tab.id: tab_id, None, self.last_tab, show_progress="hidden", **QUICK)
+        self.home.wire(self.home_tab)
         self.tamper.wire(self.tamper_tab)
         self.compare.wire(self.compare_tab)
+        self.compare_progress.wire(self.compare.task)
+        self.write.wire(self.write_tab)
         self.admin.wire(self.admin_tab)
+        self.end_sessions()
 
 
 def build_ui(engine: Engine, critic_factory: Callable[[], Any]) -> gr.Blocks:

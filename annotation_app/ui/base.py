@@ -1,5 +1,6 @@
 """What every tab of the annotation UI shares: the database, the critic, the login token, and the rule
-that a refused action becomes a one-line message in the tab's status line."""
+that a refused action becomes a one-line message in the tab's status line, except a login that no
+longer holds (expired, ended by an admin): that one returns the page to the login form (app.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ QUICK: dict[str, Any] = {"concurrency_limit": None}
 AUTOSAVE_S = 2.0  # a draft is saved this long after an edit (and every this long while typing)
 
 
+class SessionEnded(AppError):
+    """The page's login token no longer gives a user: it expired (the message says so), was logged out
+    elsewhere, or an admin disabled the user or changed their role or password. `guard` lets it through
+    to the shell, which shows the login form with this message and keeps the page's unsaved work."""
+
+
 @dataclass
 class Context:
     """Handed to each tab: `token` is the login token's BrowserState (localStorage)."""
@@ -34,25 +41,33 @@ class Context:
 
     @contextmanager
     def user(self, token: str | None) -> Iterator[tuple[Session, User]]:
-        """A database session and the user `token` belongs to (AppError if there is none)."""
+        """A database session and the user `token` belongs to (SessionEnded if there is none)."""
         if not token:
-            raise AppError("not logged in")
+            raise SessionEnded("not logged in")
         with Session(self.engine) as session:
-            yield session, store.user_for_token(session, token)
+            try:
+                user = store.user_for_token(session, token)
+            except AppError as err:  # every refusal of a token: the session is over
+                raise SessionEnded(str(err)) from err
+            yield session, user
 
 
 def guard(status: gr.Markdown) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
-    """Turn an AppError of the handler into a message in `status`; every other field keeps its value."""
+    """Turn an AppError of the handler into a message in `status`; every other field keeps its value.
+    SessionEnded goes through: the shell turns it into the login form (`AnnotationUI.end_sessions`)."""
 
     def wrap(handler: Callable[..., dict]) -> Callable[..., dict]:
         @functools.wraps(handler)
         def guarded(*args: Any) -> dict:
             try:
                 return handler(*args)
+            except SessionEnded:
+                raise
             except AppError as err:
                 gr.Warning(str(err), duration=5)  # the status line keeps the message
                 return {status: f"⚠ {err}"}
 
+        guarded.session_guarded = True  # type: ignore[attr-defined]  # for AnnotationUI.end_sessions
         return guarded
 
     return wrap

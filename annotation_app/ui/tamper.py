@@ -8,9 +8,15 @@ import gradio as gr
 from sqlmodel import Session
 
 from critic.annotation_app import store
-from critic.annotation_app.store import AppError, CheckResult
+from critic.annotation_app.store import CHECK_SEARCHES, AppError
 from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, guard
-from critic.annotation_app.ui.render import parse_line_numbers, render_check, render_tests, stamp
+from critic.annotation_app.ui.render import (
+    parse_line_numbers,
+    progress_count,
+    render_check,
+    render_tests,
+    stamp,
+)
 
 if TYPE_CHECKING:
     from critic.annotation_app.db import User
@@ -19,7 +25,20 @@ TAMPER_HELP = """\
 Insert a **subtle** bug into the code, the kind a careful reviewer could miss. Mark the lines you changed,
 then describe the bug as if you had caught it in code review. *Check against critic* runs the current
 critic three times: the tampering is adversarial (the data we most need) when at least one run misses it.
+*Skip* gives a sample up when no subtle bug fits in it.
 """
+CHECK_LABEL = "Check against critic"
+CHECKING_LABEL = "Checking…"
+
+
+def _same_form(form: dict, saved: dict | None) -> bool:
+    """Whether the form holds what was last saved or restored. The code editor drops a trailing
+    newline when it shows a sample: that is no edit, and no reason for a draft."""
+    if saved is None:
+        return False
+    code, saved_code = form["code"] or "", saved.get("code") or ""
+    same_code = code == saved_code or code.rstrip("\n") == saved_code.rstrip("\n")
+    return same_code and all(form[key] == saved.get(key) for key in ("bug_lines", "description"))
 
 
 class TamperTab:
@@ -28,10 +47,13 @@ class TamperTab:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.sample = gr.State(None)  # {"id", "original", "has_tests"} of the open sample
-        self.check = gr.State(None)  # the last CheckResult of the open sample
+        self.check = gr.State(None)  # the last CheckResult of the open sample, as the store keeps it
+        self.saved = gr.State(None)  # the draft as last saved or restored: an unchanged form is not saved
         self.tamper_timer = gr.Timer(AUTOSAVE_S, active=False)
         gr.Markdown(TAMPER_HELP)
-        self.sample_info = gr.Markdown(elem_id="tamper-info")
+        with gr.Row(equal_height=True):
+            self.sample_info = gr.Markdown(elem_id="tamper-info")
+            self.tamper_progress = gr.Markdown(elem_id="tamper-progress")
         self.tamper_status = gr.Markdown(elem_id="tamper-status")
         with gr.Column(visible=False, elem_id="tamper-editor") as self.tamper_editor:
             with gr.Row():
@@ -58,39 +80,54 @@ class TamperTab:
                         max_length=store.MAX_DESCRIPTION,
                     )
                     with gr.Row():
-                        self.check_button = gr.Button("Check against critic", elem_id="tamper-check")
+                        self.check_button = gr.Button(CHECK_LABEL, elem_id="tamper-check")
                         self.tests_button = gr.Button("Run tests", elem_id="tamper-run-tests", visible=False)
                     with gr.Row():
                         self.save_button = gr.Button("Save draft", elem_id="tamper-save")
                         self.submit_button = gr.Button("Submit", variant="primary", elem_id="tamper-submit")
+                        self.skip_button = gr.Button("Skip this sample", elem_id="tamper-skip")
                     self.tamper_draft = gr.Markdown(elem_id="tamper-draft-status")
                     self.test_result = gr.Markdown(elem_id="tamper-test-result")
             self.check_result = gr.Markdown(elem_id="tamper-check-result")
         self.refresh_sample = gr.Button("Look for a new sample", size="sm", elem_id="tamper-refresh")
 
     def _open_sample(self, session: Session, user: User) -> dict:
-        """Updates for the user's next tamper sample, its draft restored."""
+        """Updates for the user's next tamper sample, its draft and its last check restored."""
         view = store.next_tamper_sample(session, user)
-        cleared = {self.check: None, self.check_result: "", self.test_result: "", self.tamper_status: ""}
+        progress = f"Your tamperings: {progress_count(store.my_progress(session, user)['tamper'])}"
+        cleared = {
+            self.check: None,
+            self.check_result: "",
+            self.test_result: "",
+            self.tamper_status: "",
+            self.tamper_progress: progress,
+        }
         if view is None:
             return cleared | {
                 self.sample: None,
+                self.saved: None,
                 self.sample_info: "**No sample is waiting for you.** An admin can import more code.",
                 self.tamper_editor: gr.Column(visible=False),
                 self.tamper_draft: "",
             }
-        draft = view.draft or {}
+        form = {"code": view.code, "bug_lines": "", "description": ""} | (view.draft or {})
+        # The stored check counts only for the code it checked: a draft edited since needs a new one.
+        check = view.check if view.check is not None and view.check.code == form["code"] else None
         where = f"{view.source} / {view.task_id}" if view.task_id else view.source
         tests = "has tests" if view.has_tests else "no tests"
+        restored = "Draft restored" + (" with its check against the critic." if check else ".")
         return cleared | {
             self.sample: {"id": view.sample_id, "original": view.code, "has_tests": view.has_tests},
+            self.saved: form,
+            self.check: check,
+            self.check_result: render_check(check) if check else "",
             self.sample_info: f"**Sample {view.sample_id}** · {where} · {tests}",
             self.tamper_editor: gr.Column(visible=True),
-            self.code: draft.get("code", view.code),
-            self.bug_lines: draft.get("bug_lines", ""),
-            self.description: draft.get("description", ""),
+            self.code: form["code"],
+            self.bug_lines: form["bug_lines"],
+            self.description: form["description"],
             self.tests_button: gr.Button(visible=view.has_tests),
-            self.tamper_draft: "Draft restored." if view.draft else "",
+            self.tamper_draft: restored if view.draft else "",
         }
 
     def open_sample(self, token: str | None) -> dict:
@@ -102,27 +139,58 @@ class TamperTab:
         return {self.tamper_status: gr.skip()} if sample is not None else self.open_sample(token)
 
     def save_tamper_draft(
-        self, token: str | None, sample: dict | None, code: str, lines: str, text: str
+        self, token: str | None, sample: dict | None, saved: dict | None, code: str, lines: str, text: str
     ) -> dict:
-        if sample is None:
-            return {self.tamper_timer: gr.Timer(active=False)}
+        """Save the form as the sample's draft, unless it is what was last saved or restored (a tick
+        after a programmatic change, a blur without an edit)."""
         payload = {"code": code, "bug_lines": lines, "description": text}
+        if sample is None or _same_form(payload, saved):
+            return {self.tamper_timer: gr.Timer(active=False)}
         with self.ctx.user(token) as (session, user):
             store.save_draft(session, user, "tamper", sample["id"], payload)
-        return {self.tamper_draft: stamp("Draft saved"), self.tamper_timer: gr.Timer(active=False)}
+        return {
+            self.saved: payload,
+            self.tamper_draft: stamp("Draft saved"),
+            self.tamper_timer: gr.Timer(active=False),
+        }
 
-    def run_check(self, token: str | None, sample: dict | None, code: str, lines: str, text: str) -> dict:
+    def run_check(
+        self,
+        token: str | None,
+        sample: dict | None,
+        code: str,
+        lines: str,
+        text: str,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio reads the default to track progress)
+    ) -> dict:
+        """Check against the critic, one progress step per search. The store keeps the result on the
+        assignment; the form is saved as the draft too, so a reload restores both together."""
         if sample is None:
             raise AppError("no sample is open")
         bug_lines = parse_line_numbers(lines)
+
+        def on_search(n: int) -> None:
+            progress((n - 1, CHECK_SEARCHES), desc=f"search {n} of {CHECK_SEARCHES}")
+
         # The store checks that the sample is the user's and the tampering valid before the critic runs.
         with self.ctx.user(token) as (session, user):
             result = store.check_sample(
-                session, user, self.ctx.critic_factory, sample["id"], code, bug_lines, text
+                session,
+                user,
+                self.ctx.critic_factory,
+                sample["id"],
+                code,
+                bug_lines,
+                text,
+                on_search=on_search,
             )
+            payload = {"code": code, "bug_lines": lines, "description": text}
+            store.save_draft(session, user, "tamper", sample["id"], payload)
         return {
             self.check: result,
             self.check_result: render_check(result),
+            self.saved: payload,
+            self.tamper_draft: stamp("Draft saved"),
             self.tamper_status: "Checked against the critic; the result is below.",
         }
 
@@ -134,41 +202,55 @@ class TamperTab:
         return {self.test_result: render_tests(result), self.tamper_status: ""}
 
     def submit_tampering(
-        self,
-        token: str | None,
-        sample: dict | None,
-        check: CheckResult | None,
-        code: str,
-        lines: str,
-        text: str,
+        self, token: str | None, sample: dict | None, code: str, lines: str, text: str
     ) -> dict:
         if sample is None:
             raise AppError("no sample is open")
         bug_lines = parse_line_numbers(lines)
-        # The store re-rates the check's critiques against the submitted lines and description, and
-        # refuses a check of other code: the critic must have seen exactly what is submitted.
+        # No check is passed: the store uses the one it kept from *Check against critic* (also after a
+        # reload), re-rates its critiques against the submitted lines and description, and refuses it
+        # for other code: the critic must have seen exactly what is submitted.
         with self.ctx.user(token) as (session, user):
-            tampering_id = store.submit_tampering(session, user, sample["id"], code, bug_lines, text, check)
+            tampering_id = store.submit_tampering(session, user, sample["id"], code, bug_lines, text, None)
             updates = self._open_sample(session, user)
         done = f"✓ Submitted tampering {tampering_id}. Here is your next sample."
         return updates | {self.tamper_status: done, self.tamper_timer: gr.Timer(active=False)}
 
+    def skip_sample(self, token: str | None, sample: dict | None) -> dict:
+        """Give the open sample up (it is never offered to this user again) and open the next one."""
+        if sample is None:
+            raise AppError("no sample is open")
+        with self.ctx.user(token) as (session, user):
+            store.skip_sample(session, user, sample["id"])
+            updates = self._open_sample(session, user)
+        skipped = f"Skipped sample {sample['id']}."
+        return updates | {self.tamper_status: skipped, self.tamper_timer: gr.Timer(active=False)}
+
     @property
     def outputs(self) -> list:
         return [
-            self.sample, self.check, self.sample_info, self.tamper_editor, self.code, self.bug_lines,
-            self.description, self.tests_button, self.tamper_draft, self.check_result, self.test_result,
-            self.tamper_status, self.tamper_timer,
+            self.sample, self.check, self.saved, self.sample_info, self.tamper_progress, self.tamper_editor,
+            self.code, self.bug_lines, self.description, self.tests_button, self.tamper_draft,
+            self.check_result, self.test_result, self.tamper_status, self.tamper_timer,
         ]  # fmt: skip
 
     def cleared(self) -> dict:
-        """Nothing of this user's stays on the page for the next one to see."""
+        """Nothing of this user's stays on the page for the next one to see; no sample is claimed until
+        the Tamper tab is opened."""
         return {
             self.sample: None,
             self.check: None,
+            self.saved: None,
+            self.sample_info: "",
+            self.tamper_progress: "",
+            self.tamper_editor: gr.Column(visible=False),
             self.code: "",
+            self.bug_lines: "",
             self.description: "",
+            self.tamper_draft: "",
             self.check_result: "",
+            self.test_result: "",
+            self.tamper_status: "",
             self.tamper_timer: gr.Timer(active=False),
         }
 
@@ -177,36 +259,42 @@ class TamperTab:
         form = [token, self.sample, self.code, self.bug_lines, self.description]
         status = guard(self.tamper_status)
         save = status(self.save_tamper_draft)
+        save_form = [token, self.sample, self.saved, self.code, self.bug_lines, self.description]
+        draft_outputs = [self.saved, self.tamper_draft, self.tamper_timer, self.tamper_status]
+        quiet = dict(show_progress="hidden", **QUICK)
         for field in (self.code, self.bug_lines, self.description):
-            field.input(
-                lambda: gr.Timer(active=True),
-                None,
-                self.tamper_timer,
-                trigger_mode="always_last",
-                show_progress="hidden",
-                **QUICK,
-            )
-        draft_outputs = [self.tamper_draft, self.tamper_timer, self.tamper_status]
-        self.tamper_timer.tick(save, form, draft_outputs, **QUICK)
-        self.save_button.click(save, form, draft_outputs, **QUICK)
+            # Typing and pasting (.input), and any other change of the value (.change: a paste the
+            # editor reports only as a change), save AUTOSAVE_S later; leaving the field saves now.
+            for edited in (field.input, field.change):
+                edited(
+                    lambda: gr.Timer(active=True),
+                    None,
+                    self.tamper_timer,
+                    trigger_mode="always_last",
+                    **quiet,
+                )
+            field.blur(save, save_form, draft_outputs, trigger_mode="always_last", **quiet)
+        self.tamper_timer.tick(save, save_form, draft_outputs, **quiet)
+        self.save_button.click(save, save_form, draft_outputs, **QUICK)
+        # The button is disabled for the whole check, so clicks during it queue nothing; it comes back
+        # afterwards whatever happened (`.then` runs after an error too).
         self.check_button.click(
+            lambda: gr.Button(value=CHECKING_LABEL, interactive=False), None, self.check_button, **quiet
+        ).then(
             status(self.run_check),
             form,
-            [self.check, self.check_result, self.tamper_status],
+            [self.check, self.check_result, self.saved, self.tamper_draft, self.tamper_status],
             concurrency_id="critic",  # one search at a time: they share the model and the CPU
             concurrency_limit=1,
-        )
+            show_progress_on=[self.code, self.check_result],  # the code being checked, under the progress
+        ).then(lambda: gr.Button(value=CHECK_LABEL, interactive=True), None, self.check_button, **quiet)
         self.tests_button.click(
             status(self.run_tests),
             [token, self.sample, self.code],
             [self.test_result, self.tamper_status],
             concurrency_limit=2,
         )
-        self.submit_button.click(
-            status(self.submit_tampering),
-            [token, self.sample, self.check, self.code, self.bug_lines, self.description],
-            self.outputs,
-            **QUICK,
-        )
+        self.submit_button.click(status(self.submit_tampering), form, self.outputs, **QUICK)
+        self.skip_button.click(status(self.skip_sample), [token, self.sample], self.outputs, **QUICK)
         tab.select(status(self.show_tamper), [token, self.sample], self.outputs, **QUICK)
         self.refresh_sample.click(status(self.open_sample), [token], self.outputs, **QUICK)

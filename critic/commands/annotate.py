@@ -25,15 +25,16 @@ DbOption = Annotated[
 ]
 
 
-def _engine(db: str | None):
-    from critic.annotation_app.db import SchemaError, database_url, init_db, make_engine
+def open_database(db: str | None, *, create: bool):
+    """An engine on the annotation database (`--db`, else the default), schema ready; a missing
+    database (unless `create`), an unreachable one or a newer schema is a one-line UserError. Every
+    command that opens the annotation database goes through here, so they all follow one rule."""
+    from critic.annotation_app.db import NoDatabase, SchemaError, database_url, open_engine
 
-    engine = make_engine(database_url(db))
     try:
-        init_db(engine)
-    except SchemaError as err:
+        return open_engine(database_url(db), create)
+    except (NoDatabase, SchemaError) as err:
         raise UserError(str(err)) from err
-    return engine
 
 
 @app.callback()
@@ -44,6 +45,12 @@ def annotate(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7860,
     model: Annotated[Path | None, typer.Option(help="Critic policy checkpoint (default: built-in).")] = None,
     reward_model: Annotated[Path | None, typer.Option(help="Critic reward model checkpoint.")] = None,
+    root_path: Annotated[
+        str, typer.Option(help="Public path prefix the reverse proxy forwards unchanged (e.g. /annotate).")
+    ] = "",
+    behind_proxy: Annotated[
+        bool, typer.Option(help="A TLS-terminating reverse proxy is in front: cookies are Secure.")
+    ] = False,
 ) -> None:
     """Start the annotation app (creating its database on first start)."""
     if ctx.invoked_subcommand is not None:
@@ -51,12 +58,38 @@ def annotate(
     if (model is None) != (reward_model is None):
         raise UserError("--model and --reward-model go together")
     from critic.annotation_app.db import database_url
+    from critic.annotation_app.middleware import normalize_root_path
     from critic.annotation_app.server import serve
 
+    try:
+        prefix = normalize_root_path(root_path)
+    except ValueError as err:
+        raise UserError(f"--root-path: {err}") from err
     url = database_url(db)
-    _engine(url).dispose()  # a schema problem is reported before the server starts
-    print(f"critic annotate: http://{host}:{port}/ (database {_safe(url)})", file=sys.stderr)
-    serve(url, host, port, model, reward_model)
+    open_database(url, create=True).dispose()  # a schema problem is reported before the server starts
+    if not behind_proxy and not is_loopback(host):
+        print(UNENCRYPTED_WARNING, file=sys.stderr)
+    print(f"critic annotate: http://{host}:{port}{prefix}/ (database {_safe(url)})", file=sys.stderr)
+    serve(url, host, port, model, reward_model, prefix, behind_proxy)
+
+
+UNENCRYPTED_WARNING = (
+    "critic annotate: warning: listening beyond this machine without TLS: passwords and login tokens "
+    "cross the network unencrypted; put a TLS proxy in front and pass --behind-proxy "
+    '(README.md, "Run it for a team")'
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is only reachable from this machine."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: assume the network can reach it
 
 
 @app.command("add-user")
@@ -74,7 +107,7 @@ def add_user(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    engine = _engine(db)
+    engine = open_database(db, create=True)
     try:
         with Session(engine) as session:
             user = create_user(session, name, role, password)
@@ -83,6 +116,60 @@ def add_user(
     finally:
         engine.dispose()
     print(f"created {user.role} {user.name}", file=sys.stderr)
+
+
+@app.command("audit")
+def audit_command(
+    out: Annotated[Path, typer.Option(help="CSV file to write the audit log to.")],
+    db: DbOption = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Export the audit log (every admin action and login attempt) as CSV, oldest first."""
+    import csv
+    import io
+
+    from sqlmodel import Session
+
+    from critic.annotation_app.audit import export_csv
+
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; give a file name")
+    if out.exists() and not force:
+        raise UserError(f"{out}: exists (use --force to overwrite)")
+    engine = open_database(db, create=False)
+    try:
+        with Session(engine) as session:
+            text = export_csv(session, None)
+    finally:
+        engine.dispose()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    rows = sum(1 for _ in csv.reader(io.StringIO(text))) - 1  # a cell may hold a line break
+    print(f"{rows} audit events -> {out}", file=sys.stderr)
+
+
+@app.command("backup")
+def backup_command(
+    out: Annotated[Path, typer.Option(help="New file to write the copy to (never overwritten).")],
+    db: DbOption = None,
+) -> None:
+    """Copy a SQLite annotation database, consistent while the server runs (PostgreSQL: pg_dump)."""
+    from critic.annotation_app.backup import BackupError, backup_sqlite, sqlite_path
+    from critic.annotation_app.db import database_url
+
+    url = database_url(db)
+    try:
+        sqlite_path(url)  # a PostgreSQL URL is pointed at pg_dump before anything connects to it
+        open_database(url, create=False).dispose()  # a missing database or a newer schema: one line
+        report = backup_sqlite(url, out)
+    except BackupError as err:
+        raise UserError(str(err)) from err
+    rows = sum(report.rows.values())
+    print(
+        f"backup: {rows} rows in {len(report.rows)} tables -> {report.path} "
+        f"({report.bytes} bytes, {report.seconds:.2f} s)",
+        file=sys.stderr,
+    )
 
 
 def _safe(url: str) -> str:

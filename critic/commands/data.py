@@ -95,24 +95,43 @@ def export_command(
     force: Annotated[bool, typer.Option(help="Overwrite a non-empty output directory.")] = False,
 ) -> None:
     """Export the annotation app's tamperings, ratings and preference pairs for training."""
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
     from sqlmodel import Session
 
-    from critic.annotation_app.db import SchemaError, database_url, init_db, make_engine
-    from critic.annotation_app.export import export_dataset
+    from critic.annotation_app.auth import AppError
+    from critic.annotation_app.export import FolderNotEmpty, export_dataset, export_folder, save_to_folder
+    from critic.commands.annotate import open_database
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise UserError(f"{out}: exists and is not empty (use --force to overwrite)")
-    engine = make_engine(database_url(db))
+    out = out.absolute()  # the app's rule wants an absolute path; the shell's is relative to here
+
+    @contextmanager
+    def folder_rule() -> Iterator[None]:
+        """The app's folder rule (export.export_folder), its refusals as the CLI's one-line errors."""
+        try:
+            yield
+        except FolderNotEmpty as err:
+            raise UserError(f"{err} (use --force to overwrite)") from err
+        except AppError as err:
+            raise UserError(str(err)) from err
+
+    with folder_rule():
+        export_folder(out, overwrite=force)  # refuse before a slow export, not after it
+    engine = open_database(db, create=False)
     try:
-        init_db(engine)
         with Session(engine) as session:
             dsd = export_dataset(session)
-    except SchemaError as err:
-        raise UserError(str(err)) from err
     finally:
         engine.dispose()
     if not len(dsd["tampering"]):
         raise UserError("the annotation database has no tamperings to export")
-    dsd.save_to_disk(str(out))
+    with folder_rule():
+        save_to_folder(dsd, out, overwrite=force)
     err = Console(stderr=True)
     err.print(", ".join(f"{name} {len(ds)}" for name, ds in dsd.items()) + f" -> {out}")
+    from critic.annotation_app.report import origin_lines
+
+    err.print("how each origin's critiques were rated (the `origins` split):")
+    for line in origin_lines(dsd["origins"]):
+        err.print(line, soft_wrap=True)
