@@ -674,19 +674,43 @@ def next_compare_task(session: Session, user: User) -> CompareTask | None:
                 .order_by(col(Tampering.id))
                 .limit(20)
             )
-            for tampering_id in session.exec(query).all():
-                # Lock the tampering, then count again: a concurrent claim may have filled it meanwhile.
-                session.exec(select(Tampering.id).where(Tampering.id == tampering_id).with_for_update()).one()
+            candidates = session.exec(query).all()
+
+            def lock_and_claim(tampering_id: int, wait: bool) -> Assignment | None | bool:
+                """Lock the tampering, then count again: a concurrent claim may have filled it meanwhile.
+                False when `wait` is off and another claim holds the lock (PostgreSQL; SQLite's write
+                lock already serialises claims, and it ignores FOR UPDATE)."""
+                lock = select(Tampering.id).where(Tampering.id == tampering_id)
+                if session.exec(lock.with_for_update(skip_locked=not wait)).first() is None:
+                    return False
                 live = select(func.count()).where(
                     Assignment.kind == "compare",
                     Assignment.item_id == tampering_id,
                     col(Assignment.status).in_(LIVE),
                 )
-                if session.exec(live).one() < overlap:
-                    held = Assignment(kind="compare", user_id=user.id, item_id=tampering_id)
-                    session.add(held)
-                    session.flush()
+                if session.exec(live).one() >= overlap:
+                    return None
+                claimed = Assignment(kind="compare", user_id=user.id, item_id=tampering_id)
+                session.add(claimed)
+                session.flush()
+                return claimed
+
+            # Concurrent claimers all want the oldest tampering: each first takes one nobody is locking,
+            # and waits for a locked one only when every candidate was locked.
+            skipped = []
+            for tampering_id in candidates:
+                outcome = lock_and_claim(tampering_id, wait=False)
+                if outcome is False:
+                    skipped.append(tampering_id)
+                elif outcome is not None:
+                    held = outcome
                     break
+            else:
+                for tampering_id in skipped:
+                    outcome = lock_and_claim(tampering_id, wait=True)
+                    if outcome:
+                        held = outcome
+                        break
             if held is None:
                 return None
         tampering = session.get(Tampering, held.item_id)
