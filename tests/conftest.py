@@ -233,3 +233,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.stem in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+# --- time ----------------------------------------------------------------------------------------------
+
+
+class Clock:
+    """A clock the test moves by hand (`critic.annotation_app.db.now` reads it while the fixture holds)."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.time = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self):
+        return self.time
+
+    def advance(self, hours: float = 0, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.time += timedelta(hours=hours, **delta)
+
+
+@pytest.fixture
+def clock():
+    """The annotation app's clock, stopped at 2030-01-01 until the test advances it."""
+    from critic.annotation_app import db
+
+    moved = Clock()
+    db.set_clock(moved)
+    yield moved
+    db.set_clock(None)

@@ -12,40 +12,18 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from annotation_helpers import DESCRIPTION, make_team, seed_samples
 from browser import PASSWORD, TIMEOUT_MS, browser, expect, fill, log_in, needs_browser, serve_app
 from sqlmodel import Session, select
 
-from critic.annotation_app import audit, db, store
+from critic.annotation_app import audit, store
 from critic.annotation_app.db import AuditEvent, Draft, User
 from critic.annotation_app.ui import AnnotationUI
 
 EXPIRED = "your session expired: log in again"
 IDLE_MINUTES = 120
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.time = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.time
-
-    def advance(self, **delta: float) -> None:
-        self.time += timedelta(**delta)
-
-
-@pytest.fixture
-def clock():
-    moved = Clock()
-    db.set_clock(moved)
-    yield moved
-    db.set_clock(None)
 
 
 def login(engine, name: str) -> str:

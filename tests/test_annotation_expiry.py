@@ -6,8 +6,6 @@ on SQLite and, when CRITIC_TEST_POSTGRES_URL is set, on PostgreSQL (the `annotat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from annotation_helpers import (
     BUG_LINES,
@@ -22,31 +20,10 @@ from annotation_helpers import (
 )
 from sqlmodel import Session, select
 
-from critic.annotation_app import db, store
+from critic.annotation_app import store
 from critic.annotation_app.db import Assignment, Draft
 
 EXPIRED = "your hold on this task expired after {} without activity; it went back to the pool"
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.time = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.time
-
-    def advance(self, hours: float) -> None:
-        self.time += timedelta(hours=hours)
-
-
-@pytest.fixture
-def clock():
-    moved = Clock()
-    db.set_clock(moved)
-    yield moved
-    db.set_clock(None)
 
 
 @pytest.fixture

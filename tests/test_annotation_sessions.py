@@ -6,7 +6,7 @@ on SQLite and, when CRITIC_TEST_POSTGRES_URL is set, on PostgreSQL (the `annotat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from annotation_helpers import PASSWORD, make_users
@@ -14,32 +14,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from critic.annotation_app import api, db, store
+from critic.annotation_app import api, store
 from critic.annotation_app.db import SessionToken
 
 EXPIRED = "your session expired: log in again"
 UNKNOWN = "not logged in (unknown or expired session)"
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.time = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.time
-
-    def advance(self, **delta: float) -> None:
-        self.time += timedelta(**delta)
-
-
-@pytest.fixture
-def clock():
-    moved = Clock()
-    db.set_clock(moved)
-    yield moved
-    db.set_clock(None)
 
 
 @pytest.fixture

@@ -7,37 +7,16 @@ on SQLite and, when CRITIC_TEST_POSTGRES_URL is set, on PostgreSQL (the `annotat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from annotation_helpers import PASSWORD, make_users
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from critic.annotation_app import api, db, store, throttle
+from critic.annotation_app import api, store, throttle
 from critic.annotation_app.db import AuditEvent, LoginFailure
 
 WRONG = "wrong user name or password"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.time = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.time
-
-    def advance(self, **delta: float) -> None:
-        self.time += timedelta(**delta)
-
-
-@pytest.fixture
-def clock():
-    moved = Clock()
-    db.set_clock(moved)
-    yield moved
-    db.set_clock(None)
 
 
 @pytest.fixture
