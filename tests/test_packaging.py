@@ -15,10 +15,17 @@ def test_every_package_is_listed_in_pyproject():
     mapped = {Path(d).as_posix(): name for name, d in config["package-dir"].items()}
     found = set()
     tops = [d for d in ROOT.iterdir() if (d / "__init__.py").is_file() and d.name not in {"tests", "bench"}]
+
+    def package(relative: str) -> str:
+        """The import name of a folder: under the deepest package-dir mapping that contains it."""
+        for directory, name in sorted(mapped.items(), key=lambda item: -len(item[0])):
+            if relative == directory or relative.startswith(directory + "/"):
+                return name + relative[len(directory) :].replace("/", ".")
+        return relative.replace("/", ".")
+
     for top in tops:
         for init in top.rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT).as_posix()
-            found.add(mapped.get(relative, relative.replace("/", ".")))
+            found.add(package(init.parent.relative_to(ROOT).as_posix()))
     assert found == listed
 
 
