@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from annotation_helpers import make_team, make_users
+from annotation_helpers import PASSWORD, make_team, make_users
 from sqlmodel import Session, col, select
 from writing_helpers import call, highlight, tamper_with_critic
 
@@ -174,3 +174,20 @@ def test_export_command_prints_the_origin_table(rated, annotation_url, tmp_path)
         "reference: 1 critique, 2 ratings, mean CBI 6.50, comprehensiveness 6.00, fake problem 0.0%, "
         "hallucinated quote 0.0%",
     ]
+
+
+def test_the_admin_tab_shows_the_exported_origins_table(rated, tmp_path):
+    """The per-origin table an admin sees in the Admin tab is, row for row, the export's `origins`
+    split after a save and a load (what `critic data export` writes)."""
+    from datasets import load_from_disk
+
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine, admin, _, _, _ = rated
+    with Session(engine) as session:
+        token = store.login(session, admin.name, PASSWORD)
+        store.export_dataset(session, admin).save_to_disk(str(tmp_path / "export"))
+    ui = AnnotationUI(engine, critic_factory=lambda: None)
+    shown = ui.admin.admin_refresh_view(token)[ui.admin.origins]
+    exported = load_from_disk(str(tmp_path / "export"))["origins"].to_list()
+    assert shown.to_dict("records") == exported == EXPECTED
