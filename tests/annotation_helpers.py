@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlmodel import Session
@@ -89,6 +90,20 @@ def rating(overall: int = 4, cbi: int = 4, rationale: str = "Quotes the right li
         hallucinated_quote=False,
         rationale=rationale,
     )
+
+
+def rate_every_task(engine, rater, on_submit: Callable[[int], None]) -> None:
+    """Claim and rate compare tasks as `rater` until none is left, calling `on_submit(tampering_id)`
+    after each submission: one annotator of a concurrency test."""
+    while True:
+        with Session(engine) as session:
+            task = store.next_compare_task(session, rater)
+            if task is None:
+                return
+            store.submit_ratings(
+                session, rater, task.tampering_id, {c.critique_id: rating() for c in task.critiques}
+            )
+            on_submit(task.tampering_id)
 
 
 def rate_task(engine, rater, overall_by_position: list[int]) -> store.CompareTask:

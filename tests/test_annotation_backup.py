@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from annotation_helpers import PASSWORD, make_team, make_users, rating, tamper_next
+from annotation_helpers import PASSWORD, make_team, make_users, rate_every_task, tamper_next
 from sqlmodel import Session
 
 from critic.annotation_app import store
@@ -101,14 +101,7 @@ def test_backup_while_annotators_write_is_a_consistent_snapshot(sqlite_db, tmp_p
 
     def rate(rater) -> None:
         try:
-            while True:
-                with Session(engine) as session:
-                    task = store.next_compare_task(session, rater)
-                    if task is None:
-                        return
-                    ratings = {c.critique_id: rating() for c in task.critiques}
-                    store.submit_ratings(session, rater, task.tampering_id, ratings)
-                    submitted.append(task.tampering_id)
+            rate_every_task(engine, rater, submitted.append)
         except BaseException as err:  # reported below: an exception in a thread fails nothing by itself
             failures.append(err)
 

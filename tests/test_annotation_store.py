@@ -23,6 +23,7 @@ from annotation_helpers import (
     fixed_check,
     make_team,
     make_users,
+    rate_every_task,
     rate_task,
     rating,
     seed_samples,
@@ -776,14 +777,7 @@ def test_concurrent_claims_stay_exclusive(annotation_engine, tmp_path):
     def work(rater) -> None:
         try:
             start.wait()
-            while True:
-                with Session(engine) as session:
-                    task = store.next_compare_task(session, rater)
-                    if task is None:
-                        return
-                    ratings = {c.critique_id: rating() for c in task.critiques}
-                    store.submit_ratings(session, rater, task.tampering_id, ratings)
-                    rated.setdefault(rater.name, []).append(task.tampering_id)
+            rate_every_task(engine, rater, rated.setdefault(rater.name, []).append)
         except BaseException as err:  # reported below: an exception in a thread fails nothing by itself
             failures.append(err)
 
