@@ -1,36 +1,46 @@
 """*Check against critic* and *Run tests*: the two checks a tamperer runs before submitting.
 
-The check is the CriticGPT adversarial test: the current critic searches the tampered code
-CHECK_SEARCHES times (FSBS, seeds 0..2) and the rubric rater, which knows the bug, says whether each
-critique included it. A bug that at least one search misses is adversarial. torch is imported only
-when a check runs, so the store and the API start without it.
+The check is the CriticGPT adversarial test: the current critic reviews the tampered code as `critic
+review` does by default, with the repair search at the review's min-score and max-findings, and the
+rubric rater, which knows the bug, says whether that critique included it. A bug it misses is
+adversarial. The repair search has no randomness, so it runs once (CHECK_SEARCHES): a second search
+would only repeat the first. Annotators read the critique (the assisted writers' start, the model
+critique on compare cards), so it is written from quotes of the code and the bug taxonomy's comments,
+never from the model's free text. torch is imported only when a check runs, so the store and the API
+start without it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from critic.annotation_app.auth import AppError
-from critic.datagen.rating import rate_critique
+from critic.core.critique import NO_BUGS, format_critique, parse_critique
+from critic.datagen.rating import gold_critique, rate_critique
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from critic.inference.fsbs import Critic, FSBSSettings
+    from critic.inference.fsbs import Critic
+    from critic.inference.localizer import LocatedBug
+    from critic.review.settings import ReviewSettings
 
-CHECK_SEARCHES = 3
+CHECK_SEARCHES = 1
+SEARCH = "repairs"  # the `search` of a check's stored settings (critic.review.settings.SEARCHES)
 TEST_TIMEOUT_S = 5.0
 
 
 @dataclass
 class CheckResult:
-    """Per FSBS search (seed 0..2): its critique and whether it caught the bug."""
+    """Per search (CHECK_SEARCHES of them): its critique and whether it caught the bug."""
 
     caught: list[bool]
     critiques: list[str]
-    adversarial: bool  # at least one search missed the bug
-    settings: dict[str, Any]  # FSBS settings, seeds and model name: stored with each model critique
+    adversarial: bool  # a search missed the bug
+    # the search, its min-score and max-findings, and the model name: stored with each model critique
+    settings: dict[str, Any]
     code: str = ""  # the code that was checked: a submission of other code needs a new check
 
 
@@ -55,35 +65,78 @@ def caught(critique: str, code: str, bug_lines: list[int], description: str) -> 
         raise AppError(str(err)) from err
 
 
+def search_of(settings: dict[str, Any] | None) -> str | None:
+    """Which search wrote a stored model critique (its `fsbs_settings`): "repairs", or "fsbs" for a check
+    made before the repair search (FSBS's settings and seeds); None for a critique no search wrote."""
+    if not settings:
+        return None
+    if "search" in settings:
+        return str(settings["search"])
+    return "fsbs" if "seeds" in settings else None
+
+
+def repair_critique(code: str, found: Sequence[LocatedBug], min_score: float, max_findings: int) -> str:
+    """The critique of what `critic review` would report from the repair search's suspect lines: the
+    most confident that reach `min_score`, at most `max_findings`, none on lines a more confident one
+    holds; in code order, each quoting its lines as the gold critique quotes bug lines, with its
+    template comment and the fix in words. NO_BUGS when none is left."""
+    from critic.review.fixes import fix_at
+    from critic.review.report import fix_summary
+
+    kept: list[LocatedBug] = []
+    for bug in sorted(found, key=lambda b: -b.score):
+        if len(kept) == max_findings:
+            break
+        if bug.score >= min_score and not any(
+            bug.line <= k.end_line and k.line <= bug.end_line for k in kept
+        ):
+            kept.append(bug)
+    highlights = []
+    for bug in sorted(kept, key=lambda b: b.line):
+        fix = fix_summary(fix_at(code, bug.start, bug.end, bug.text), code)
+        comment = f"{bug.comment} Suggested fix: {fix}." if fix else bug.comment
+        try:
+            quoted = gold_critique(code, list(range(bug.line, bug.end_line + 1)), comment)
+        except ValueError:
+            continue  # lines or a comment the critique format cannot hold: no finding is better
+        highlights += parse_critique(quoted, code).highlights
+    return format_critique(highlights) if highlights else NO_BUGS
+
+
 def check_tampering(
     critic: Critic,
     code: str,
     bug_lines: list[int],
     description: str,
-    settings: FSBSSettings | None = None,
+    settings: ReviewSettings | None = None,
     model_name: str | None = None,
     *,
     on_search: Callable[[int], None] | None = None,
 ) -> CheckResult:
-    """Run CHECK_SEARCHES FSBS searches of the critic on `code` and rate each against the bug.
+    """Run the critic's repair search on `code` at the review's operating point (`settings`, default
+    `critic review`'s defaults) and rate its critique against the bug.
 
-    `model_name` (default: the critic's `name` attribute, set by the server) becomes the critiques'
+    `model_name` (default: the critic's `name` attribute, set by the server) becomes the critique's
     origin, `model:<name>`. `on_search(n)` is called as search n (1..CHECK_SEARCHES) starts: a search
-    takes seconds, so the UI shows which one is running.
+    takes seconds, so the UI shows that it is running.
     """
-    from critic.inference.fsbs import FSBSSettings
+    from critic.review.reviewer import LOCATED_PER_CHUNK
+    from critic.review.settings import ReviewSettings
 
-    settings = settings or FSBSSettings()
-    prompt = critic.prompt_ids(code)
-    critiques = []
-    for seed in range(CHECK_SEARCHES):
-        if on_search is not None:
-            on_search(seed + 1)
-        critiques.append(critic.search([prompt], [code], settings, seed=seed)[0].best.critique)
-    hits = [caught(c, code, bug_lines, description) for c in critiques]
+    settings = settings or ReviewSettings()
+    if on_search is not None:
+        on_search(1)
+    found = critic.locate(code, max(LOCATED_PER_CHUNK, settings.max_findings))
+    critique = repair_critique(code, found, settings.min_score, settings.max_findings)
+    hit = caught(critique, code, bug_lines, description)
     name = model_name or getattr(critic, "name", None) or "critic"
-    recorded = {**asdict(settings), "seeds": list(range(CHECK_SEARCHES)), "model": name}
-    return CheckResult(hits, critiques, not all(hits), recorded, code)
+    recorded = {
+        "search": SEARCH,
+        "min_score": settings.min_score,
+        "max_findings": settings.max_findings,
+        "model": name,
+    }
+    return CheckResult([hit], [critique], not hit, recorded, code)
 
 
 def run_sample_tests(original: str, code: str, test: str) -> TestResult:
@@ -108,4 +161,14 @@ def _why(result) -> str:
     return f" ({tail[-1].strip()[:200]})" if tail else ""
 
 
-__all__ = ["CHECK_SEARCHES", "CheckResult", "TestResult", "caught", "check_tampering", "run_sample_tests"]
+__all__ = [
+    "CHECK_SEARCHES",
+    "SEARCH",
+    "CheckResult",
+    "TestResult",
+    "caught",
+    "check_tampering",
+    "repair_critique",
+    "run_sample_tests",
+    "search_of",
+]

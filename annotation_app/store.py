@@ -49,11 +49,13 @@ from critic.annotation_app.auth import (
 )
 from critic.annotation_app.checker import (
     CHECK_SEARCHES,
+    SEARCH,
     CheckResult,
     TestResult,
     caught,
     check_tampering,
     run_sample_tests,
+    search_of,
 )
 from critic.annotation_app.db import (
     RATED_FIELDS,
@@ -87,7 +89,8 @@ from critic.datagen.rating import SCORE_FIELDS, SCORE_MIN, gold_critique
 from critic.datagen.rating import Rating as RubricRating
 
 if TYPE_CHECKING:
-    from critic.inference.fsbs import Critic, FSBSSettings
+    from critic.inference.fsbs import Critic
+    from critic.review.settings import ReviewSettings
 
 __all__ = [
     "CHECK_SEARCHES",
@@ -172,9 +175,12 @@ DEFAULT_ASSIGNMENT_TTL_HOURS = 24.0
 MAX_ASSIGNMENT_TTL_HOURS = 24.0 * 365
 MAX_SESSION_LIFETIME_HOURS = 24.0 * 365
 MAX_OVERLAP = 10
-CRITIQUES_PER_TASK = CHECK_SEARCHES + 1  # the critic's searches and the gold critique
+CRITIQUES_PER_TASK = CHECK_SEARCHES + 1  # the critic's critique and the gold critique
+# A tampering checked before the repair search holds this many model critiques (FSBS, seeds 0..2).
+FSBS_CHECK_SEARCHES = 3
 MAX_WRITERS = 4  # written critiques (human, assisted) a tampering may collect before it is rated
-MAX_CRITIQUES = CRITIQUES_PER_TASK + MAX_WRITERS  # the most critiques one compare task can show
+# The most critiques one compare task can show, a tampering from the FSBS checks included.
+MAX_CRITIQUES = max(CHECK_SEARCHES, FSBS_CHECK_SEARCHES) + 1 + MAX_WRITERS
 _RETRIES = 3  # a claim that loses a race (unique constraint) is retried with fresh data
 
 T = TypeVar("T")
@@ -476,13 +482,15 @@ def _parse_tampered(code: str) -> ast.Module:
 
 def _stored_check(held: Assignment | None) -> CheckResult | None:
     """The check `check_sample` stored on a tamper assignment, or None (never checked, or a stored dict
-    this release cannot read: the user checks again)."""
+    this release cannot read or no longer makes, such as an FSBS check: the user checks again)."""
     if held is None or not isinstance(held.check_result, dict):
         return None
     try:
-        return CheckResult(**held.check_result)
+        check = CheckResult(**held.check_result)
     except TypeError:
         return None
+    current = isinstance(check.settings, dict) and search_of(check.settings) == SEARCH
+    return check if current and len(check.critiques) == CHECK_SEARCHES else None
 
 
 def _held_sample(session: Session, user: User, sample_id: int) -> tuple[CodeSample, Assignment | None]:
@@ -504,13 +512,14 @@ def check_sample(
     code: str,
     bug_lines: list[int],
     description: str,
-    settings: FSBSSettings | None = None,
+    settings: ReviewSettings | None = None,
     *,
     on_search: Callable[[int], None] | None = None,
 ) -> CheckResult:
     """*Check against critic* for a sample the user holds: validate the tampering, then load the critic
     (only for valid input) and run it, outside any transaction: a search takes seconds. `on_search(n)`
-    is called as search n starts (`checker.check_tampering`), for a progress display.
+    is called as search n starts (`checker.check_tampering`), for a progress display; `settings`: the
+    review operating point it checks at (default `critic review`'s).
 
     The result is stored on the user's assignment afterwards, in its own short transaction, so a reload
     shows it and `submit_tampering` can use it; a check counts as activity. Only this function writes
@@ -562,10 +571,10 @@ def submit_tampering(
     *,
     verify_tests: bool = True,
 ) -> int:
-    """Store a tampering with its CHECK_SEARCHES model critiques and the gold critique, in a shuffled
-    order fixed for every rater, queue it for comparison, close the tamper task and drop its draft.
+    """Store a tampering with its check's model critique and the gold critique, in a shuffled order
+    fixed for every rater, queue it for comparison, close the tamper task and drop its draft.
 
-    Whether each model critique caught the bug is re-rated against the submitted bug lines and
+    Whether the model critique caught the bug is re-rated against the submitted bug lines and
     description (they may have changed since the check; the code may not). `check` None: the check
     `check_sample` stored for this sample. With `verify_tests`, a sample with tests is run in the
     sandbox so the tampering records whether the tests notice the bug.

@@ -139,10 +139,10 @@ def _mode(tampering_id: int, live_modes: list[str], writers: int) -> str:
 def _critic_critique(session: Session, tampering_id: int) -> str:
     """The critique an assisted writer starts from: the tampering's model critique with the lowest id.
 
-    The check stored its three searches' critiques (seeds 0..2, the same settings) in a shuffled display
-    order, so no row says which search was seed 0; the lowest id is a fixed pick among the three, the
-    same for every writer of the tampering. Written critiques are not model critiques, so writers'
-    work never becomes another writer's start.
+    The check stores one (the repair search's); a tampering checked before it holds three FSBS searches'
+    critiques (seeds 0..2) in a shuffled display order, so no row says which search was seed 0, and the
+    lowest id is a fixed pick among them, the same for every writer of the tampering. Written critiques
+    are not model critiques, so writers' work never becomes another writer's start.
     """
     rows = session.exec(
         select(Critique.origin, Critique.text)

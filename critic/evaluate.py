@@ -21,9 +21,21 @@ whose comment's backticked spans all appear verbatim in the code (no span passes
 with a span at all. On `clean`: the false-alarm rate, the share of files with any finding. Each
 comes with a 95% percentile bootstrap interval over clusters (`task_id`'s group: a task's or file's
 tamperings are correlated), seeded. Baselines flag exactly one line per sample: a random non-blank
-line, a random code line (one with a code token: no blank, comment-only or string-only line) and
-the longest line (most code tokens by `tokenize`, strings and comments not counted; the first on
-ties).
+line, a random code line (one with a code token: no blank, comment-only or string-only line), the
+longest line (most code tokens by `tokenize`, strings and comments not counted; the first on ties)
+and the fair baseline, the longest body line: the longest line that is not part of a `def`/`class`
+header (decorators to the colon ending it), a docstring or an import (by `ast`; the plain longest
+line where nothing else has code). Over findings, also the share whose fix, applied alone, leaves
+code that parses (`fixes_parse`; a finding without a fix does not).
+
+Without the min-score cut, per tampered set: at min-score 0 (every raw finding through the filter,
+max-findings as set) the top finding on the bug against the fair baseline's, and their difference
+with a paired interval (the same cluster resamples for both); the share of samples whose top
+finding's fix, applied alone, gives back exactly the original (up to one trailing newline) and
+`fixes_parse` at min-score 0; and detection: the ROC AUC of a file's highest raw confidence (0 with
+no raw finding), the set's tampered samples against `clean` (ties count one half), the interval
+resampling clusters of both together (an original shares its task's cluster; `stdlib` is scored
+against HumanEval's originals, the only clean files reviewed).
 
 **The CriticGPT ladder** (on `humaneval`): every critique is judged by the rubric rater
 (critic.datagen.rating), which knows the inserted bug. A configuration is a way of writing one critique per
@@ -31,9 +43,9 @@ sample: the critic with FSBS at one LENGTH_MODIFIER or as one plain sample, the 
 SFT-only policy (SFT -> RL -> RL + FSBS), or a critic that quotes a random line. FSBS candidates do
 not depend on LENGTH_MODIFIER (only the final pick does), so one search per sample serves the sweep.
 
-metrics.json (schema version 2):
+metrics.json (schema version 3):
 
-    {"schema": 2, "samples": N, "split": str, "data": str, "settings": {...},
+    {"schema": 3, "samples": N, "split": str, "data": str, "settings": {...},
      "sample_sets": {SET: {"samples": n, "clusters": n, "data": str}, ..., "clean": {...}},
      "operating_point": {"min_score": X, "max_findings": K,
                          "critic": {SET: OP, ..., "clean": CLEAN},
@@ -43,6 +55,7 @@ metrics.json (schema version 2):
      "reliability": {"findings": n, "on_bug_rate": x, "ece": x, "min_score": X,
                      "bins": [{"low", "high", "count", "mean_confidence", "on_bug_rate"}, ...]},
                                  # every raw finding of the critic on `humaneval`, before the filter
+     # configs, pareto and per_bug_kind: the ladder's, absent with --no-ladder
      "configs": {NAME: METRICS, ...},  # "critic@lm=X", "critic@single", "random_line", "sft@lm=X",
                                        # "sft@single" (X: LENGTH_MODIFIER; single: one plain sample)
      "pareto": [{"length_modifier": X, "cbi_rate": ..., "fake_problem_rate": ...}, ...],
@@ -50,11 +63,18 @@ metrics.json (schema version 2):
      "clean": {"files": n, "silent_rate": ..., "findings": n, "min_score": X}}   # = operating point
 
     SET = "humaneval" | "humaneval_line_uniform" | "stdlib"   (a set that was not built is absent)
-    BASELINE = "random_line" | "random_code_line" | "longest_line"
-    CI = {"value": x, "low": x, "high": x}   # null where undefined (no reported lines, no findings)
+    BASELINE = "random_line" | "random_code_line" | "longest_line" | "longest_body_line"
+    CI = {"value": x, "low": x, "high": x}   # null where undefined (no reported lines, no findings,
+                                             # no clean file for an AUC)
     OP = {"samples", "clusters", "findings", "mean_findings", "top_on_bug": CI, "any_on_bug": CI,
           "line_precision": CI, "silent_rate": CI, "backticks_verbatim": CI, "with_backticks": CI,
-          "per_bug_kind": {KIND: {"samples": n, "top_on_bug": x}}}
+          "fixes_parse": CI,                                        # at the operating point
+          "per_bug_kind": {KIND: {"samples": n, "top_on_bug": x}},
+          "localization": {"top_on_bug": CI, "fair_baseline": CI,  # min-score 0; fair_baseline:
+                           "difference": CI},                      # longest_body_line; difference:
+                                                                   # top_on_bug - fair_baseline, paired
+          "detection_auc": CI,                                     # raw findings, against "clean"
+          "fixes": {"fix_restores": CI, "fixes_parse": CI}}        # min-score 0
     CLEAN = {"files", "clusters", "findings", "mean_findings", "false_alarm_rate": CI,
              "backticks_verbatim": CI, "with_backticks": CI}
     BASE = {"samples", "top_on_bug": CI, "any_on_bug": CI, "line_precision": CI, "silent_rate": CI}
@@ -72,6 +92,7 @@ all bug lines.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import random
@@ -85,16 +106,17 @@ from critic.core.critique import code_lines, code_spans, format_critique, parse_
 from critic.datagen.rating import rate_critique
 from critic.inference.fsbs import Critic
 from critic.inference.sampling import generate
+from critic.review.fixes import apply_fixes
 from critic.review.reviewer import CHUNKS_PER_BATCH, Finding, SourceFile, filter_findings, raw_findings
 from critic.review.settings import ReviewSettings
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TAMPERED_SETS = ("humaneval", "humaneval_line_uniform", "stdlib")
 CLEAN_SET = "clean"
 SWEEP_MIN_SCORES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 RELIABILITY_BINS = 10
 BOOTSTRAP_RESAMPLES = 1000
-BASELINES = ("random_line", "random_code_line", "longest_line")
+BASELINES = ("random_line", "random_code_line", "longest_line", "longest_body_line")
 # A finding kept whatever the cap: the relaxed review keeps every finding (min-score 0, no cap).
 _NO_CAP = 10**9
 
@@ -288,11 +310,54 @@ def code_tokens_per_line(code: str) -> list[int]:
     return counts
 
 
+def non_body_lines(code: str) -> set[int]:
+    """Lines of `def`/`class` headers (decorators up to the colon ending the header), docstrings (of
+    the module, classes and functions, nested ones too) and import statements: long lines that a
+    tampering does not make buggy, so the fair baseline does not get to flag them. Empty for code that
+    does not parse."""
+    try:
+        tree = ast.parse(code)
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (SyntaxError, ValueError, RecursionError, tokenize.TokenError):
+        return set()
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+            continue
+        if not isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if ast.get_docstring(node, clean=False) is not None:
+            doc = node.body[0]
+            lines.update(range(doc.lineno, (doc.end_lineno or doc.lineno) + 1))
+        if not isinstance(node, ast.Module):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            lines.update(range(first, _header_end(tokens, node) + 1))
+    return lines
+
+
+def _header_end(tokens: Sequence[tokenize.TokenInfo], node: ast.stmt) -> int:
+    """The line of the colon that ends a def's or class's header: the first outside brackets after its
+    keyword (annotations, defaults, lambdas and bases are all inside brackets)."""
+    depth = 0
+    for tok in tokens:
+        if tok.start < (node.lineno, node.col_offset) or tok.type != tokenize.OP:
+            continue
+        if tok.string in {"(", "[", "{"}:
+            depth += 1
+        elif tok.string in {")", "]", "}"}:
+            depth -= 1
+        elif tok.string == ":" and depth == 0:
+            return tok.start[0]
+    return node.lineno
+
+
 def baseline_line(code: str, kind: str, rng: random.Random) -> int | None:
     """The one line a baseline flags (1-based), or None when the code has no line it could flag.
 
     random_line: a non-blank line; random_code_line: a line with a code token; longest_line: the line
-    with the most code tokens, the first of equals."""
+    with the most code tokens, the first of equals; longest_body_line: the same outside
+    `non_body_lines` (the plain longest line where those are all the code there is)."""
     if kind == "random_line":
         candidates = [n for n, line in enumerate(code_lines(code), start=1) if line.strip()]
         return rng.choice(candidates) if candidates else None
@@ -300,7 +365,11 @@ def baseline_line(code: str, kind: str, rng: random.Random) -> int | None:
     if kind == "random_code_line":
         candidates = [n for n, c in enumerate(counts, start=1) if c]
         return rng.choice(candidates) if candidates else None
-    if kind == "longest_line":
+    if kind == "longest_body_line":
+        skip = non_body_lines(code)
+        body = [0 if n in skip else c for n, c in enumerate(counts, start=1)]
+        counts = body if any(body) else counts
+    if kind in ("longest_line", "longest_body_line"):
         most = max(counts, default=0)
         return counts.index(most) + 1 if most else None
     raise ValueError(f"unknown baseline {kind!r}")
@@ -324,28 +393,85 @@ def bootstrap_ratio(
     level: float = 0.95,
 ) -> dict:
     """sum(numerators) / sum(denominators), with a percentile bootstrap interval that resamples whole
-    clusters with replacement (`resamples` times, seeded). A rate is the case of denominators 1.
+    clusters with replacement (`resamples` times, seeded). A rate is the case of denominators 1; a
+    paired difference of two rates on the same samples is the rate of per-sample differences.
     Values are None where the denominator is 0; resamples with a zero denominator are left out."""
     import numpy as np
 
-    index: dict[str, int] = {}
-    num = np.zeros(len(set(clusters)))
-    den = np.zeros(len(num))
-    for n, d, c in zip(numerators, denominators, clusters, strict=True):
-        at = index.setdefault(c, len(index))
-        num[at] += n
-        den[at] += d
+    at, count = _cluster_index(clusters)
+    num = np.bincount(at, weights=np.asarray(numerators, dtype=float), minlength=count)
+    den = np.bincount(at, weights=np.asarray(denominators, dtype=float), minlength=count)
     total = den.sum()
     value = float(num.sum() / total) if total else None
-    if not len(num) or resamples < 1:
+    if not count or resamples < 1:
         return {"value": value, "low": value, "high": value}
-    picks = np.random.default_rng(seed).integers(0, len(num), size=(resamples, len(num)))
-    nums, dens = num[picks].sum(axis=1), den[picks].sum(axis=1)
-    ratios = nums[dens > 0] / dens[dens > 0]
-    if not len(ratios):
+    weights = _cluster_draws(count, resamples, seed)
+    nums, dens = weights @ num, weights @ den
+    return _percentiles(value, nums[dens > 0] / dens[dens > 0], level)
+
+
+def bootstrap_auc(
+    scores: Sequence[float],
+    positive: Sequence[bool],
+    clusters: Sequence[str],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """ROC AUC of `scores` telling positives from negatives (Mann-Whitney: the share of positive-
+    negative pairs the positive scores higher, ties counting one half), with a percentile bootstrap
+    interval that resamples whole clusters, each bringing its positives and negatives along. Values
+    are None without a positive or a negative; resamples lacking one are left out."""
+    import numpy as np
+
+    at, count = _cluster_index(clusters)
+    levels, rank = np.unique(np.asarray(scores, dtype=float), return_inverse=True)
+    rank = rank.ravel()
+    is_positive = np.asarray(positive, dtype=bool)
+    pos = np.zeros((count, len(levels)))  # samples per cluster and distinct score
+    neg = np.zeros((count, len(levels)))
+    np.add.at(pos, (at[is_positive], rank[is_positive]), 1)
+    np.add.at(neg, (at[~is_positive], rank[~is_positive]), 1)
+
+    def auc(p, n):  # counts per score (ascending) -> pairs the positive wins (ties half), all pairs
+        below = np.cumsum(n, axis=-1) - n
+        return (p * (below + n / 2)).sum(axis=-1), p.sum(axis=-1) * n.sum(axis=-1)
+
+    wins, pairs = auc(pos.sum(axis=0), neg.sum(axis=0))
+    value = float(wins / pairs) if pairs else None
+    if not count or resamples < 1:
+        return {"value": value, "low": value, "high": value}
+    weights = _cluster_draws(count, resamples, seed)
+    wins, pairs = auc(weights @ pos, weights @ neg)
+    return _percentiles(value, wins[pairs > 0] / pairs[pairs > 0], level)
+
+
+def _cluster_index(clusters: Sequence[str]):
+    """Each sample's cluster as an index (in order of first appearance), and how many clusters."""
+    import numpy as np
+
+    index: dict[str, int] = {}
+    at = np.array([index.setdefault(c, len(index)) for c in clusters], dtype=int)
+    return at, len(index)
+
+
+def _cluster_draws(count: int, resamples: int, seed: int):
+    """How often each of `resamples` draws (seeded, with replacement, `count` clusters each) takes
+    each cluster: one seed and one cluster list give the same draws to every bootstrap here."""
+    import numpy as np
+
+    picks = np.random.default_rng(seed).integers(0, count, size=(resamples, count))
+    flat = (np.arange(resamples)[:, None] * count + picks).ravel()
+    return np.bincount(flat, minlength=resamples * count).reshape(resamples, count).astype(float)
+
+
+def _percentiles(value: float | None, resampled, level: float) -> dict:
+    if not len(resampled):
         return {"value": value, "low": None, "high": None}
+    import numpy as np
+
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(ratios, [tail, 100 - tail])
+    low, high = np.percentile(resampled, [tail, 100 - tail])
     return {"value": value, "low": float(low), "high": float(high)}
 
 
@@ -385,13 +511,13 @@ def tampered_metrics(
     full: bool = True,
 ) -> dict:
     """OP of metrics.json: reported findings (found[i] for samples[i]) against the inserted bugs;
-    without `full`, no backtick or per-kind metrics."""
+    without `full`, no backtick, fix or per-kind metrics (and none of the operating point's relaxed
+    ones: `relaxed_metrics`)."""
     clusters = [cluster_of(s) for s in samples]
-    top, hit, silent, lines, lines_bug = [], [], [], [], []
+    top = top_on_bug(samples, found)
+    hit, silent, lines, lines_bug = [], [], [], []
     for sample, findings in zip(samples, found, strict=True):
         bugs = sample["bug_lines"]
-        best = max(findings, key=lambda f: f.score) if findings else None
-        top.append(best is not None and on_bug(best, bugs))
         hit.append(any(on_bug(f, bugs) for f in findings))
         silent.append(not findings)
         flagged = {n for f in findings for n in range(f.line, f.end_line + 1)}
@@ -414,6 +540,7 @@ def tampered_metrics(
     }
     if full:
         out |= _backtick_metrics(samples, found, clusters, resamples, seed)
+        out["fixes_parse"] = fixes_parse(samples, found, resamples, seed)
         kinds: dict[str, list[bool]] = defaultdict(list)
         for sample, is_top in zip(samples, top, strict=True):
             kinds[sample.get("bug_kind", "")].append(is_top)
@@ -440,6 +567,126 @@ def clean_metrics(
     }
 
 
+def top_finding(findings: Sequence[Finding]) -> Finding | None:
+    """The most confident finding (the first of equals), None without one."""
+    return max(findings, key=lambda f: f.score) if findings else None
+
+
+def top_on_bug(samples: Sequence[dict], found: Sequence[Sequence[Finding]]) -> list[bool]:
+    """Whether each sample's most confident finding is on its bug."""
+    out = []
+    for sample, findings in zip(samples, found, strict=True):
+        best = top_finding(findings)
+        out.append(best is not None and on_bug(best, sample["bug_lines"]))
+    return out
+
+
+def localization(
+    samples: Sequence[dict], found: Sequence[Sequence[Finding]], resamples: int, seed: int
+) -> dict:
+    """The critic's top finding on the bug against the fair baseline's line (longest_body_line) on the
+    same samples, and the difference: a paired interval, since one seed and one cluster list draw the
+    same clusters for all three, and the difference is the rate of per-sample differences."""
+    clusters = [cluster_of(s) for s in samples]
+    ours = top_on_bug(samples, found)
+    theirs = top_on_bug(samples, baseline_findings(samples, "longest_body_line", random.Random(seed)))
+    ones = [1] * len(samples)
+    return {
+        "top_on_bug": bootstrap_ratio(ours, ones, clusters, resamples, seed),
+        "fair_baseline": bootstrap_ratio(theirs, ones, clusters, resamples, seed),
+        "difference": bootstrap_ratio(
+            [int(a) - int(b) for a, b in zip(ours, theirs, strict=True)], ones, clusters, resamples, seed
+        ),
+    }
+
+
+def detection_auc(
+    samples: Sequence[dict],
+    raw: Sequence[Sequence[Finding]],
+    clean: Sequence[dict],
+    clean_raw: Sequence[Sequence[Finding]],
+    resamples: int,
+    seed: int,
+) -> dict:
+    """How well a file's highest raw confidence (0 without a finding) tells tampered samples from clean
+    originals: ROC AUC, clusters resampled across both (a task's original shares its cluster)."""
+    scores = [max((f.score for f in fs), default=0.0) for fs in (*raw, *clean_raw)]
+    positive = [True] * len(raw) + [False] * len(clean_raw)
+    clusters = [cluster_of(s) for s in (*samples, *clean)]
+    return bootstrap_auc(scores, positive, clusters, resamples, seed)
+
+
+def fixed_code(code: str, finding: Finding) -> str | None:
+    """The code with this finding's fix alone applied; None without a fix or where it does not fit."""
+    if finding.fix is None:
+        return None
+    try:
+        return apply_fixes(code, [finding.fix])[0]
+    except ValueError:
+        return None
+
+
+def _parses(code: str | None) -> bool:
+    if code is None:
+        return False
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _same_code(a: str | None, b: str) -> bool:
+    """Equal up to one trailing newline (a fix may leave or take the file's last line ending)."""
+    return a is not None and (a == b or a + "\n" == b or a == b + "\n")
+
+
+def fix_restores(
+    samples: Sequence[dict], found: Sequence[Sequence[Finding]], resamples: int, seed: int
+) -> dict:
+    """Share of samples whose top finding's fix, applied alone, gives back exactly the original."""
+    restored = []
+    for sample, findings in zip(samples, found, strict=True):
+        best = top_finding(findings)
+        restored.append(best is not None and _same_code(fixed_code(sample["code"], best), sample["original"]))
+    clusters = [cluster_of(s) for s in samples]
+    return bootstrap_ratio(restored, [1] * len(samples), clusters, resamples, seed)
+
+
+def fixes_parse(
+    samples: Sequence[dict], found: Sequence[Sequence[Finding]], resamples: int, seed: int
+) -> dict:
+    """Share of findings whose fix, applied alone, leaves code that parses (no fix: does not)."""
+    parsing = [
+        sum(_parses(fixed_code(s["code"], f)) for f in fs) for s, fs in zip(samples, found, strict=True)
+    ]
+    clusters = [cluster_of(s) for s in samples]
+    return bootstrap_ratio(parsing, [len(fs) for fs in found], clusters, resamples, seed)
+
+
+def relaxed_metrics(
+    samples: Sequence[dict],
+    raw: Sequence[list[Finding]],
+    clean: Sequence[dict],
+    clean_raw: Sequence[list[Finding]],
+    settings: ReviewSettings,
+    resamples: int,
+) -> dict:
+    """The OP keys that ignore the operating point's cut: localization and fixes of every finding
+    at min-score 0 (what the critic ranks first, not what clears the threshold), and detection AUC of
+    the raw findings (a threshold-free ranking of files)."""
+    seed = settings.seed
+    found = [reported(r, s["code"], settings, 0.0) for r, s in zip(raw, samples, strict=True)]
+    return {
+        "localization": localization(samples, found, resamples, seed),
+        "detection_auc": detection_auc(samples, raw, clean, clean_raw, resamples, seed),
+        "fixes": {
+            "fix_restores": fix_restores(samples, found, resamples, seed),
+            "fixes_parse": fixes_parse(samples, found, resamples, seed),
+        },
+    }
+
+
 def _backtick_metrics(samples, found, clusters, resamples: int, seed: int) -> dict:
     passing = [
         sum(spans_verbatim(f.comment, s["code"]) for f in fs) for s, fs in zip(samples, found, strict=True)
@@ -460,11 +707,7 @@ def baseline_metrics(
     for kind in BASELINES:
         out[kind] = {}
         for name, samples in sets.items():
-            rng = random.Random(f"{seed}:{kind}:{name}")
-            found = []
-            for sample in samples:
-                line = baseline_line(sample["code"], kind, rng)
-                found.append([] if line is None else [_line_finding(line)])
+            found = baseline_findings(samples, kind, random.Random(f"{seed}:{kind}:{name}"))
             if name == CLEAN_SET:
                 clusters = [cluster_of(s) for s in samples]
                 rate = bootstrap_ratio([bool(f) for f in found], [1] * len(found), clusters, resamples, seed)
@@ -476,6 +719,15 @@ def baseline_metrics(
 
 
 _SWEPT = ("top_on_bug", "any_on_bug", "line_precision", "silent_rate")
+
+
+def baseline_findings(samples: Sequence[dict], kind: str, rng: random.Random) -> list[list[Finding]]:
+    """The baseline's one finding per sample (none where it has no line to flag)."""
+    found = []
+    for sample in samples:
+        line = baseline_line(sample["code"], kind, rng)
+        found.append([] if line is None else [_line_finding(line)])
+    return found
 
 
 def _line_finding(line: int) -> Finding:
@@ -518,7 +770,8 @@ def operating_point(
     progress: Progress | None = None,
     name: str = "review",
 ) -> tuple[dict[str, dict], dict[str, list[list[Finding]]], dict[str, list]]:
-    """OP / CLEAN of every set at the settings' operating point, every set's raw findings, and its
+    """OP / CLEAN of every set at the settings' operating point (with `relaxed_metrics`: the clean
+    set's originals are every tampered set's negatives), every set's raw findings, and its
     samples' FSBS results (None for a sample reviewed in other than one chunk). All sets are reviewed
     in one run (a chunk's random stream does not depend on its batch)."""
     order = list(sets)
@@ -533,6 +786,10 @@ def operating_point(
         results[key] = [s[0] if len(s) == 1 else None for s in searches[at : at + len(sets[key])]]
         at += len(sets[key])
     op = {key: _metrics_at(key, sets[key], raw[key], settings, None, resamples) for key in order}
+    clean, clean_raw = sets.get(CLEAN_SET, []), raw.get(CLEAN_SET, [])
+    for key in order:
+        if key != CLEAN_SET:
+            op[key] |= relaxed_metrics(sets[key], raw[key], clean, clean_raw, settings, resamples)
     return op, raw, results
 
 
@@ -584,10 +841,12 @@ def evaluate(
     sft_critic: Critic | None = None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     progress: Progress | None = None,
+    with_ladder: bool = True,
 ) -> dict:
     """Everything metrics.json holds except where the data came from. `sets` maps set names
     (TAMPERED_SETS) to samples; "humaneval" is required, its originals make the clean set, and the
-    ladder runs on it."""
+    ladder runs on it (unless `with_ladder` is false: its FSBS searches cost most of an evaluation, and
+    the review operating point does not need them)."""
     if not sets.get("humaneval"):
         raise ValueError("evaluate needs samples in the 'humaneval' set")
     sets = {key: sets[key] for key in TAMPERED_SETS if sets.get(key)}
@@ -618,14 +877,18 @@ def evaluate(
         )
         report["operating_point"]["sft"] = sft_op
         sft_searched = sft_searched["humaneval"]
-    report |= ladder(
-        critic,
-        sets["humaneval"],
-        settings,
-        length_modifiers,
-        sft_critic,
-        progress,
-        searched=(searched["humaneval"], sft_searched),
+    report |= (
+        {}
+        if not with_ladder
+        else ladder(
+            critic,
+            sets["humaneval"],
+            settings,
+            length_modifiers,
+            sft_critic,
+            progress,
+            searched=(searched["humaneval"], sft_searched),
+        )
     )
     clean = op[CLEAN_SET]
     report["clean"] = {
@@ -709,6 +972,7 @@ def plot_reliability(rel: dict, out: Path) -> None:
 def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2) + "\n")
-    baselines = {name: m for name, m in report["configs"].items() if not name.startswith("critic@lm=")}
-    plot_pareto(report["pareto"], baselines, out / "pareto.png")
+    if "pareto" in report:
+        baselines = {name: m for name, m in report["configs"].items() if not name.startswith("critic@lm=")}
+        plot_pareto(report["pareto"], baselines, out / "pareto.png")
     plot_reliability(report["reliability"], out / "reliability.png")

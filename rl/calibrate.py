@@ -29,7 +29,8 @@ def run_calibrate(cfg: CalibrateStage, data, policy_dir: Path, reward_dir: Path,
     rows = [dict(r) for r in data["validation"]]
     rows = random.Random(cfg.seed).sample(rows, min(cfg.max_samples, len(rows)))
     sets = {"validation": rows, CLEAN_SET: clean_originals(rows)}
-    settings = ReviewSettings(model=policy_dir, reward_model=reward_dir, seed=cfg.seed)
+    # FSBS's findings, whose confidence is the reward model's: the repair search has its own (rl/localize.py)
+    settings = ReviewSettings(model=policy_dir, reward_model=reward_dir, seed=cfg.seed, search="fsbs")
     # an uncalibrated critic: its confidence is sigmoid(margin), so logit(confidence) is the margin
     critic = Critic(load_causal_lm(policy_dir), load_reward_model(reward_dir), load_tokenizer(policy_dir))
     codes = [s["code"] for key in sets for s in sets[key]]

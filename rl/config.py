@@ -198,6 +198,18 @@ class CalibrateStage:
 
 
 @dataclass
+class LocalizeStage:
+    """The repair search's localizer, fitted on the validation split (rl/localize.py)."""
+
+    max_samples: int = 400  # validation samples scored (and their originals, as clean code)
+    bootstrap: int = 200  # resamples of the intervals in the min-score sweep
+    # the language model whose repair margins are scored: a stage of the run (its output directory) or a
+    # checkpoint directory; the PPO policy unless given
+    language_model: str = "ppo"
+    seed: int = 0
+
+
+@dataclass
 class PipelineConfig:
     data: DataStage = field(default_factory=DataStage)
     # optional stages: off unless the config has their section
@@ -210,6 +222,7 @@ class PipelineConfig:
     reward: RewardStage = field(default_factory=RewardStage)
     ppo: PPOStage = field(default_factory=PPOStage)
     calibrate: CalibrateStage | None = field(default=None, metadata={"section": CalibrateStage})
+    localize: LocalizeStage | None = field(default=None, metadata={"section": LocalizeStage})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:

@@ -24,17 +24,30 @@ from critic.core.errors import UserError
 from critic.rl.common import write_json
 from critic.rl.config import PipelineConfig
 
-STAGES = ("data", "pretrain", "sft", "distill", "sample", "rate", "rank", "reward", "ppo", "calibrate")
+STAGES = (
+    "data",
+    "pretrain",
+    "sft",
+    "distill",
+    "sample",
+    "rate",
+    "rank",
+    "reward",
+    "ppo",
+    "calibrate",
+    "localize",
+)
 DISTRIBUTED = {"pretrain", "sft", "distill", "rank", "reward", "ppo"}  # trainers: every process takes part
 RESUMABLE = {"pretrain", "sft", "rank", "reward"}  # a partial stage directory is kept: its checkpoints resume
 
 
 def stages_of(cfg: PipelineConfig) -> tuple[str, ...]:
-    """The stages a config runs: pretrain, distill, rank and calibrate only when it has their sections;
-    with a teacher from outside the run, no sft stage trains one."""
+    """The stages a config runs: pretrain, distill, rank, calibrate and localize only when it has their
+    sections; with a teacher from outside the run, no sft stage trains one."""
     skipped = set() if cfg.pretrain is not None else {"pretrain"}
     skipped |= {"distill"} if cfg.distill is None else {"sft"} if cfg.distill.teacher else set()
     skipped |= {"calibrate"} if cfg.calibrate is None else set()
+    skipped |= {"localize"} if cfg.localize is None else set()
     skipped |= {"rank"} if cfg.rank is None else set()
     return tuple(name for name in STAGES if name not in skipped)
 
@@ -143,6 +156,15 @@ def _stage_calibrate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     return run_calibrate(cfg.calibrate, _load(run / "data"), run / "ppo", run / "reward", out)
 
 
+def _stage_localize(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from critic.rl.localize import run_localize
+
+    assert cfg.localize is not None
+    name = cfg.localize.language_model
+    lm = run / name if name in STAGES else Path(name)
+    return run_localize(cfg.localize, _load(run / "data"), lm, out)
+
+
 RUNNERS: dict[str, Callable[[PipelineConfig, Path, Path], dict]] = {
     "data": _stage_data,
     "pretrain": _stage_pretrain,
@@ -154,6 +176,7 @@ RUNNERS: dict[str, Callable[[PipelineConfig, Path, Path], dict]] = {
     "reward": _stage_reward,
     "ppo": _stage_ppo,
     "calibrate": _stage_calibrate,
+    "localize": _stage_localize,
 }
 
 

@@ -205,8 +205,13 @@ def _rows(
     """Full rows (int32 arrays) of max_length tokens, in the candidates' order, until max_tokens;
     counts into stats (a source's tokens include the last, partial row's, which is dropped)."""
     import numpy as np
+    from tokenizers import Tokenizer
 
-    backend = tokenizer.backend_tokenizer
+    # A copy that neither pads nor truncates: a checkpoint's tokenizer (pretrain.init) may have padding
+    # set, and encode_batch would then pad every file to the batch's longest, filling rows with <pad>.
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     # whole rows only: the cap rounded down to a multiple of max_length
     budget = cfg.max_tokens // cfg.max_length * cfg.max_length if cfg.max_tokens is not None else None

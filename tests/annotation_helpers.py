@@ -9,6 +9,8 @@ from sqlmodel import Session
 
 from critic.annotation_app import store
 from critic.annotation_app.checker import CheckResult
+from critic.datagen.repairs import candidate_repairs, describe_repair
+from critic.inference.localizer import LocatedBug
 
 PASSWORD = "correct horse battery"
 FUNCTION = """def average_{k}(xs):
@@ -26,19 +28,33 @@ def tampered(code: str) -> str:
     return code.replace("range(len(xs))", "range(len(xs) - 1)")
 
 
-def critiques_for(code: str) -> list[str]:
-    """Three critiques of the tampered code: one catches the bug, one is a fake problem, one finds
-    nothing."""
-    return [
-        "```\nfor i in range(len(xs) - 1):\n```\nOff-by-one: the last element is never added.",
-        "```\ntotal = 0\n```\nThis initialisation is wrong: it should be a float.",
-        "No bugs found.",
-    ]
+def critique_for(code: str) -> str:
+    """The critic's critique of the tampered code: it quotes the bug line and says what is wrong."""
+    return "```\nfor i in range(len(xs) - 1):\n```\nOff-by-one: the last element is never added."
 
 
 def fixed_check(code: str) -> CheckResult:
-    texts = critiques_for(code)
-    return CheckResult([True, False, False], texts, True, {"origin": ORIGIN}, code)
+    """A check whose one search (CHECK_SEARCHES) wrote `critique_for(code)`, which catches the bug."""
+    return CheckResult([True], [critique_for(code)], False, {"origin": ORIGIN}, code)
+
+
+def located(code: str, old: str, new: str, score: float) -> LocatedBug:
+    """The suspect line the repair search (critic.inference.localizer.locate) reports for the repair
+    `old` -> `new` of `code`, at confidence `score`: a real repair and its real description."""
+    (repair,) = [r for r in candidate_repairs(code) if (code[r.start : r.end], r.text) == (old, new)]
+    comment, lines = describe_repair(code, repair)
+    return LocatedBug(
+        repair.kind, min(lines), max(lines), repair.start, repair.end, repair.text, comment, score
+    )
+
+
+class FixedCritic:
+    """A stand-in for the critic whose repair search is sure of the off-by-one in `tampered` code."""
+
+    name = "fixed"
+
+    def locate(self, code: str, max_lines: int = 10) -> list[LocatedBug]:
+        return [located(code, "len(xs) - 1", "len(xs)", 0.9)][:max_lines]
 
 
 def make_team(engine, folder: Path, samples: int = 3):

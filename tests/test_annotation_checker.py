@@ -1,36 +1,193 @@
-"""*Check against critic* with a real (tiny, memorized) critic: which FSBS searches catch the bug."""
+"""*Check against critic*: the critic's critique comes from the repair search (`critic review`'s default),
+written from its suspect lines' quotes and template comments, and is rated against the bug as before.
+
+The logic tests give the checker hand-made suspect lines built the way `locate` builds them (real
+repairs, real descriptions); the end-to-end tests run the real repair search with a tiny model that has
+memorized the untampered code, so the tampered line is the one it suspects most."""
 
 from __future__ import annotations
 
-from conftest import BUG_LINE, BUG_QUOTE, BUGGY_CODE
+from dataclasses import asdict, replace
 
-from critic.annotation_app.checker import check_tampering
+import pytest
+import torch
+from annotation_helpers import DESCRIPTION, FUNCTION, located
+from conftest import BUG_LINE, BUGGY_CODE
+
+from critic.annotation_app.checker import CHECK_SEARCHES, check_tampering, search_of
 from critic.annotation_app.server import lazy_critic
+from critic.core.critique import NO_BUGS, code_lines, parse_critique
 from critic.inference.fsbs import FSBSSettings
+from critic.inference.localizer import LocatedBug
+from critic.review.settings import ReviewSettings
 
-# Small searches keep the test fast; the memorized critic writes its critique at this temperature.
-SETTINGS = FSBSSettings(samples=2, rounds=1, keep=1, temperature=0.5)
-
-
-def test_check_reports_caught_and_adversarial(known_critic):
-    critic = lazy_critic(*known_critic)()
-    assert critic.name == "policy"  # the critiques' origin: model:<policy dir>
-    described = "Off-by-one: the loop stops before the last element, so the total misses it."
-    result = check_tampering(critic, BUGGY_CODE, [BUG_LINE], described, SETTINGS)
-    assert len(result.critiques) == 3 and all(BUG_QUOTE in c for c in result.critiques), result.critiques
-    assert result.caught == [True, True, True] and not result.adversarial
-    assert result.settings["seeds"] == [0, 1, 2] and result.settings["model"] == "policy"
-    assert result.settings["samples"] == 2 and result.code == BUGGY_CODE
-
-    # The same critiques miss a bug inserted elsewhere: that tampering is adversarial.
-    elsewhere = check_tampering(critic, BUGGY_CODE, [5], "Divides by zero when xs is empty.", SETTINGS)
-    assert elsewhere.caught == [False, False, False] and elsewhere.adversarial
+DEFAULTS = ReviewSettings()
+MIN_SCORE, MAX_FINDINGS = DEFAULTS.min_score, DEFAULTS.max_findings
+LINES = code_lines(BUGGY_CODE)
 
 
-def test_tamper_submit_over_http_runs_the_critic(known_critic, annotation_engine, tmp_path):
-    """Through the full app (API + UI): the server checks the submitted code itself and stores its
-    three critiques, named after the model, with the gold critique."""
-    from annotation_helpers import DESCRIPTION, PASSWORD, make_team
+class StubCritic:
+    """A critic whose repair search reports `found` (most suspect first); it has no other search."""
+
+    name = "stub"
+
+    def __init__(self, found: list[LocatedBug]) -> None:
+        self.found, self.searches = found, 0
+
+    def locate(self, code: str, max_lines: int = 10) -> list[LocatedBug]:
+        assert code == BUGGY_CODE
+        self.searches += 1
+        return self.found[:max_lines]
+
+
+TOP = located(BUGGY_CODE, "len(xs) - 1", "len(xs)", 0.9)  # the tampered line
+OTHER = located(BUGGY_CODE, "0", "1", 0.4)  # line 2
+WEAK = located(BUGGY_CODE, "total / len(xs)", "total * len(xs)", MIN_SCORE - 0.01)  # line 5
+
+
+def test_the_critique_is_the_confident_suspect_lines_with_their_comments():
+    critic = StubCritic([TOP, OTHER, WEAK])
+    started: list[int] = []
+    result = check_tampering(critic, BUGGY_CODE, [BUG_LINE], DESCRIPTION, on_search=started.append)
+    assert started == [1] and critic.searches == CHECK_SEARCHES == 1  # deterministic: one search
+    (critique,) = result.critiques
+    parsed = parse_critique(critique, BUGGY_CODE)
+    assert not parsed.preamble and not parsed.hallucinated
+    # In code order, each quoting its lines verbatim; the line under min-score is left out.
+    assert [(h.quote, h.start_line, h.end_line, h.match) for h in parsed.highlights] == [
+        (LINES[1], 2, 2, "exact"),
+        (LINES[2], 3, 3, "exact"),
+    ]
+    assert [h.comment for h in parsed.highlights] == [
+        f"{OTHER.comment} Suggested fix: replace `0` with `1`.",
+        f"{TOP.comment} Suggested fix: replace `len(xs) - 1` with `len(xs)`.",
+    ]
+    assert result.caught == [True] and not result.adversarial and result.code == BUGGY_CODE
+    assert result.settings == {
+        "search": "repairs",
+        "min_score": MIN_SCORE,
+        "max_findings": MAX_FINDINGS,
+        "model": "stub",
+    }
+
+
+def test_a_critic_that_suspects_nothing_enough_writes_no_bugs():
+    result = check_tampering(
+        StubCritic([replace(TOP, score=MIN_SCORE / 2), WEAK]), BUGGY_CODE, [3], DESCRIPTION
+    )
+    assert result.critiques == [NO_BUGS] and result.caught == [False] and result.adversarial
+
+
+def test_a_critic_whose_suspects_are_elsewhere_misses_the_bug():
+    """Caught is the rubric rater's word on the critique, as before: a confident line that is not the
+    bug's does not catch it."""
+    elsewhere = replace(WEAK, score=0.95)
+    result = check_tampering(StubCritic([elsewhere]), BUGGY_CODE, [BUG_LINE], DESCRIPTION)
+    (highlight,) = parse_critique(result.critiques[0], BUGGY_CODE).highlights
+    assert (highlight.start_line, result.caught, result.adversarial) == (5, [False], True)
+
+
+def test_max_findings_overlaps_and_long_fixes():
+    """At most max-findings lines, the most confident; a line a more confident one already quotes is
+    not quoted again; a fix that spans lines is left out of the comment, which stays the template's."""
+    again = located(BUGGY_CODE, "len(xs) - 1", "len(xs) - 2", 0.8)  # the tampered line again
+    multiline = replace(TOP, text="len(\n        xs)")
+    critic = StubCritic([multiline, again, OTHER])
+    settings = ReviewSettings(max_findings=1)
+    result = check_tampering(critic, BUGGY_CODE, [BUG_LINE], DESCRIPTION, settings)
+    (highlight,) = parse_critique(result.critiques[0], BUGGY_CODE).highlights
+    assert (highlight.quote, highlight.comment) == (LINES[2], TOP.comment)
+    assert result.settings["max_findings"] == 1 and result.caught == [True]
+
+    wider = check_tampering(StubCritic([TOP, again, OTHER]), BUGGY_CODE, [3], DESCRIPTION)
+    quoted = [h.start_line for h in parse_critique(wider.critiques[0], BUGGY_CODE).highlights]
+    assert quoted == [2, 3]
+
+
+def test_stored_settings_of_both_searches_are_read():
+    """The critique column's settings: the FSBS checks' dicts (with seeds) and the repair search's."""
+    old = {**asdict(FSBSSettings()), "seeds": [0, 1, 2], "model": "policy"}
+    new = {"search": "repairs", "min_score": 0.2, "max_findings": 5, "model": "policy"}
+    assert [search_of(s) for s in (old, new, None, {"origin": "test:fixed"})] == [
+        "fsbs",
+        "repairs",
+        None,
+        None,
+    ]
+
+
+# --- the real repair search, end to end ---------------------------------------------------------------
+
+# What the tiny model memorizes: BUGGY_CODE and the annotation samples (annotation_helpers.FUNCTION)
+# before the off-by-one went in.
+ORIGINALS = (BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))"), FUNCTION.format(k=0))
+
+
+@pytest.fixture(scope="module")
+def repair_critic(tmp_path_factory):
+    """(policy dir, reward dir) of a tiny critic whose language model, read as a plain code model as the
+    repair search reads it, has memorized ORIGINALS: the repair that undoes the tampering is the one it
+    finds likeliest."""
+    from critic.core.tokenizer import load_tokenizer, save_tokenizer
+    from critic.model import CriticConfig, Gemma2RewardModel, new_causal_lm, save_checkpoint
+    from critic.model.gemma2 import init_weights
+
+    out = tmp_path_factory.mktemp("repair_critic")
+    config = CriticConfig.from_preset("tiny")
+    tokenizer = load_tokenizer()
+    policy = new_causal_lm(config, 0)
+    rows = [
+        [config.bos_token_id, *tokenizer.encode(code, add_special_tokens=False).ids, config.eos_token_id]
+        for code in ORIGINALS
+    ]
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = labels[i, : len(row)] = torch.tensor(row)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    policy.train()
+    for _ in range(100):
+        logits = policy(ids, (labels != -100).long())[:, :-1]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05, f"the model did not memorize the code (loss {loss.item():.3f})"
+    torch.manual_seed(0)
+    reward = Gemma2RewardModel(config)
+    reward.apply(lambda m: init_weights(m, config.initializer_range))
+    for name, model in (("policy", policy.eval()), ("reward", reward)):
+        save_checkpoint(model, out / name)
+        save_tokenizer(tokenizer, out / name)
+    return out / "policy", out / "reward"
+
+
+def test_check_runs_the_real_repair_search(repair_critic):
+    critic = lazy_critic(*repair_critic)()
+    assert critic.name == "policy"  # the critique's origin: model:<policy dir>
+    found = critic.locate(BUGGY_CODE)
+    top = found[0]
+    assert (top.line, BUGGY_CODE[top.start : top.end], top.text) == (BUG_LINE, "len(xs) - 1", "len(xs)")
+    assert top.score >= MIN_SCORE
+
+    result = check_tampering(critic, BUGGY_CODE, [BUG_LINE], DESCRIPTION)
+    assert result.caught == [True] and not result.adversarial
+    parsed = parse_critique(result.critiques[0], BUGGY_CODE)
+    by_line = {bug.line: bug for bug in found}
+    assert BUG_LINE in {h.start_line for h in parsed.highlights} and not parsed.hallucinated
+    for h in parsed.highlights:
+        bug = by_line[h.start_line]
+        assert h.quote == "\n".join(LINES[bug.line - 1 : bug.end_line]) and bug.score >= MIN_SCORE
+        assert h.comment == bug.comment or h.comment.startswith(f"{bug.comment} Suggested fix: ")
+
+
+def test_tamper_submit_over_http_runs_the_critic(repair_critic, annotation_engine, tmp_path):
+    """Through the full app (API + UI): the server checks the submitted code itself and stores the
+    critic's critique, named after the model with the search it came from, beside the gold critique."""
+    from annotation_helpers import PASSWORD, make_team
     from fastapi.testclient import TestClient
     from sqlmodel import Session, select
 
@@ -39,7 +196,7 @@ def test_tamper_submit_over_http_runs_the_critic(known_critic, annotation_engine
 
     engine = annotation_engine
     make_team(engine, tmp_path / "src", samples=1)
-    with TestClient(create_app(engine, lazy_critic(*known_critic))) as client:
+    with TestClient(create_app(engine, lazy_critic(*repair_critic))) as client:
         assert client.get("/api/health").json() == {"ok": True}
         assert client.get("/").status_code == 200  # the Gradio UI is mounted at /
         token = client.post("/api/login", json={"name": "alice", "password": PASSWORD}).json()["token"]
@@ -53,7 +210,16 @@ def test_tamper_submit_over_http_runs_the_critic(known_critic, annotation_engine
     with Session(engine) as session:
         tampering = session.get(Tampering, result["tampering_id"])
         critiques = session.exec(select(Critique).where(Critique.tampering_id == tampering.id)).all()
-    assert tampering.caught == sum(result["caught"]) and tampering.adversarial == (not all(result["caught"]))
-    models = [c for c in critiques if c.origin != "gold"]
-    assert len(critiques) == 4 and {c.origin for c in models} == {"model:policy"}
-    assert all(c.fsbs_settings["seeds"] == [0, 1, 2] for c in models)
+    assert result["caught"] == [True] and (tampering.caught, tampering.adversarial) == (1, False)
+    (model,) = [c for c in critiques if c.origin != "gold"]
+    assert len(critiques) == 2 and model.origin == "model:policy"
+    assert model.fsbs_settings == {
+        "search": "repairs",
+        "min_score": MIN_SCORE,
+        "max_findings": MAX_FINDINGS,
+        "model": "policy",
+    }
+    assert (
+        code_lines(code)[2] in model.text
+        and "Suggested fix: replace `len(xs) - 1` with `len(xs)`." in model.text
+    )

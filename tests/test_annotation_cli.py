@@ -52,14 +52,14 @@ def test_export_is_what_the_reward_stage_reads(annotation_engine, annotation_url
 
     _, alice, bob, carol = make_team(annotation_engine, tmp_path / "src")
     tamper_next(annotation_engine, alice)
-    rate_task(annotation_engine, bob, [7, 5, 3, 1])
-    rate_task(annotation_engine, carol, [6, 5, 3, 1])
+    rate_task(annotation_engine, bob, [7, 1])
+    rate_task(annotation_engine, carol, [6, 1])
     out = tmp_path / "export"
     done = critic("data", "export", "--db", annotation_url, "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert "tampering 1, ratings 8, preferences 6" in done.stderr
+    assert "tampering 1, ratings 4, preferences 1" in done.stderr
     pairs = human_preferences(out)
-    assert sum(len(split) for split in pairs.values()) == 6
+    assert sum(len(split) for split in pairs.values()) == 1
 
     refused = critic("data", "export", "--db", annotation_url, "--out", str(out))
     assert refused.returncode == 2
@@ -70,7 +70,7 @@ def test_export_is_what_the_reward_stage_reads(annotation_engine, annotation_url
     assert forced.returncode == 0, forced.stderr
     relative = critic("data", "export", "--db", annotation_url, "--out", "here", cwd=tmp_path)
     assert relative.returncode == 0, relative.stderr  # a shell's relative path is relative to its cwd
-    assert sum(len(split) for split in human_preferences(tmp_path / "here").values()) == 6
+    assert sum(len(split) for split in human_preferences(tmp_path / "here").values()) == 1
 
 
 def test_a_missing_database_is_an_error_and_is_not_created(tmp_path):

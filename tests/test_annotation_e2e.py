@@ -1,7 +1,7 @@
 """The annotation app end to end, in a real headless browser: the whole human data loop through the UI.
 
 An admin imports code, annotator 1 tampers it and checks it against a real (tiny, memorized) critic,
-annotator 2 rates the four critiques, and the admin exports the tampering, the ratings and the preference
+annotator 2 rates the two critiques, and the admin exports the tampering, the ratings and the preference
 pairs. Drives Debian's /usr/bin/chromium with Playwright; screenshots of each tab are kept in
 $CRITIC_TEST_ARTIFACTS (default: test-artifacts/ at the repository root) for a human to look at.
 """
@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 # memorized critic code it knows, so *Check against critic* runs a real FSBS that finishes in seconds.
 ORIGINAL = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
 DESCRIPTION = "The loop stops one element early, so the last element is never added to the total."
-OVERALL = (7, 5, 3, 1)  # annotator 2's overall scores: all different, so every pair is a preference
+OVERALL = (7, 1)  # annotator 2's overall scores of the critic's and the gold critique: a preference
 TIMEOUT_MS = 60_000
 
 
@@ -100,14 +100,14 @@ def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
 
         ann1.locator("#tamper-check").click()
         result = ann1.locator("#tamper-check-result")
-        expect(result).to_contain_text("Search 3", timeout=4 * TIMEOUT_MS)
+        expect(result).to_contain_text("The critic's critique", timeout=4 * TIMEOUT_MS)
         expect(result).to_contain_text(re.compile(r"(Not adversarial|Adversarial)"))
         ann1.screenshot(path=shots / "annotation-tamper.png", full_page=True)
         ann1.locator("#tamper-submit").click()
         expect(ann1.locator("#tamper-status")).to_contain_text("Submitted tampering")
         expect(ann1.locator("#tamper-info")).to_contain_text("No sample is waiting for you")
 
-        # Annotator 2 rates the four critiques, blind, one at a time, on the Compare tab: the bug is
+        # Annotator 2 rates the two critiques, blind, one at a time, on the Compare tab: the bug is
         # the highlighted line of the code and the change beside it, never a description.
         ann2 = chromium.new_context(viewport=viewport).new_page()
         log_in(ann2, url, "ann2")
@@ -125,7 +125,7 @@ def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
             choose(ann2, f"critique-{i}-conciseness", 6)
             choose(ann2, f"critique-{i}-overall", overall)
             fill(ann2, f"critique-{i}-rationale", f"critique {i + 1}: overall {overall}")
-        ann2.locator("#critique-3-nitpick input").check()
+        ann2.locator("#critique-1-nitpick input").check()
         expect(ann2.locator("#compare-problems li")).to_have_count(0)  # the list follows the answers
         ann2.screenshot(path=shots / "annotation-compare.png", full_page=True)
         ann2.locator("#compare-submit").click()
@@ -146,15 +146,11 @@ def test_tamper_compare_export_in_a_browser(app_url, tmp_path) -> None:
     assert tampering["source"] == "human"
     assert tampering["code"].strip() == BUGGY_CODE.strip()  # typed into the editor exactly
     assert tampering["bug_lines"] == [BUG_LINE]
-    assert dataset["ratings"].num_rows == 4
+    assert dataset["ratings"].num_rows == len(OVERALL)
     assert sorted(dataset["ratings"]["overall"]) == sorted(OVERALL)
     assert set(dataset["ratings"]["rater"]) == {"ann2"}
-    # Every pair of different critiques is a preference (all overall scores differ); the critic's own
-    # critiques may repeat each other, and a pair of identical texts carries no signal.
-    texts = dataset["ratings"]["critique"]
-    pairs = sum(texts[i] != texts[j] for i in range(4) for j in range(i + 1, 4))
-    assert pairs >= 3  # the gold critique differs from every model critique
-    assert dataset["preferences"].num_rows == pairs
+    # The critic's critique and the gold one differ and were scored apart: one preference.
+    assert dataset["preferences"].num_rows == 1
     assert all(row["margin"] > 0 and row["weight"] == 1.0 for row in dataset["preferences"])
 
 

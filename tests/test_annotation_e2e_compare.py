@@ -1,7 +1,7 @@
 """The Compare page in a real headless browser: keyboard-only rating, a problem list that stays until it
 is fixed, blindness (no critique's text outside its own card), and the layout at 1280×800.
 
-Each test gets its own tampering, seeded through the store with fixed critiques (no critic runs), and
+Each test gets its own tampering, seeded through the store with a fixed critique (no critic runs), and
 its own rater; the overlap is 1, so the rater's task is exactly that tampering. Screenshots go to
 artifacts_dir().
 """
@@ -35,14 +35,15 @@ SAMPLE = '''def running_mean_{k}(xs, window):
 '''
 BUG_LINES = [7]
 DESCRIPTION = "The loop stops one step early, so the mean of the last window is never computed."
-# The critic's three critiques: a fragment quote, a preamble and a quote over two lines, a quote of
-# code that is not there.
-CRITIQUES = [
-    "```\n    return \n```\nReturns the list even when the window is larger than the input.",
-    "Two loop bounds look off.\n\n```\nfor i in range(window, len(xs) - 1):\n        total\n```\n"
-    "The range stops one short, so the last window is skipped.",
-    "```\nif not xs:\n    return []\n```\nThis early return hides empty input from callers.",
-]
+# The critic's critique: a preamble, a fragment quote, a quote over two lines, a quote of code that is
+# not there.
+CRITIQUE = (
+    "Two loop bounds look off.\n\n"
+    "```\n    return \n```\nReturns the list even when the window is larger than the input.\n\n"
+    "```\nfor i in range(window, len(xs) - 1):\n        total\n```\n"
+    "The range stops one short, so the last window is skipped.\n\n"
+    "```\nif not xs:\n    return []\n```\nThis early return hides empty input from callers."
+)
 FIELDS = ("cbi", "comprehensiveness", "conciseness", "overall")
 FLAGS = ("nitpick", "fake_problem", "hallucinated_quote")
 VIEWPORT = {"width": 1280, "height": 800}
@@ -65,14 +66,14 @@ def seed_samples(engine, folder) -> None:
 
 
 def seed_task(engine) -> tuple[int, str]:
-    """alice tampers the next sample (the fixed critiques stand in for the critic's check); a new
+    """alice tampers the next sample (the fixed critique stands in for the critic's check); a new
     rater, whose next task it is. Returns the tampering id and the rater's name."""
     rater = f"rater{next(_RATERS)}"
     with Session(engine) as session:
         alice = store.authenticate(session, "alice", PASSWORD)
         sample = store.next_tamper_sample(session, alice)
         code = tampered(sample.code)
-        check = CheckResult([False, False, False], list(CRITIQUES), True, {"origin": "test:fixed"}, code)
+        check = CheckResult([False], [CRITIQUE], True, {"origin": "test:fixed"}, code)
         tampering_id = store.submit_tampering(
             session, alice, sample.sample_id, code, BUG_LINES, DESCRIPTION, check
         )

@@ -12,13 +12,12 @@ import re
 import threading
 import time
 import zipfile
-from types import SimpleNamespace
 
 import pytest
 from annotation_helpers import (
     BUG_LINES,
     DESCRIPTION,
-    critiques_for,
+    FixedCritic,
     rate_task,
     seed_samples,
     tamper_next,
@@ -45,25 +44,22 @@ VIEWPORT = {"width": 1400, "height": 1000}
 WRONG_LOGIN = "wrong user name or password"
 
 
-class SlowFixedCritic:
-    """A stand-in critic whose searches find critiques_for(code)[seed] after SEARCH_S seconds each: slow
-    enough to see the check's progress and its disabled button, and counting every search it runs."""
+class SlowFixedCritic(FixedCritic):
+    """The stand-in critic (annotation_helpers.FixedCritic, which catches the off-by-one) taking SEARCH_S
+    seconds per repair search: slow enough to see the check's progress and its disabled button, and
+    counting every search it runs."""
 
-    name = "fixed"
-    SEARCH_S = 1.5
+    SEARCH_S = 4.0
 
     def __init__(self) -> None:
         self.searches = 0
         self._lock = threading.Lock()
 
-    def prompt_ids(self, code: str) -> list[int]:
-        return []
-
-    def search(self, prompts, codes, settings, seed):
+    def locate(self, code, max_lines=10):
         with self._lock:
             self.searches += 1
         time.sleep(self.SEARCH_S)
-        return [SimpleNamespace(best=SimpleNamespace(critique=critiques_for(codes[0])[seed]))]
+        return super().locate(code, max_lines)
 
 
 @pytest.fixture
@@ -135,8 +131,8 @@ def choose_option(page, elem_id: str, option: str) -> None:
 
 @needs_browser
 def test_reload_recovers_a_checked_tampering(app, critic) -> None:
-    """Paste, mark, describe, check (button disabled, one progress step per search, three clicks run one
-    check), reload: the Tamper tab comes back with the code, lines, description and the verdict, and
+    """Paste, mark, describe, check (button disabled, progress while the critic searches, three clicks run
+    one check), reload: the Tamper tab comes back with the code, lines, description and the verdict, and
     Submit takes the stored check without checking again."""
     url, engine = app
     with browser() as chromium:
@@ -162,15 +158,15 @@ def test_reload_recovers_a_checked_tampering(app, critic) -> None:
         button.click(click_count=3)
         expect(button).to_be_disabled()
         expect(button).to_have_text("Checking…")
-        expect(page.get_by_text(re.compile(r"search [23] of 3")).first).to_be_visible()
+        expect(page.get_by_text("the critic is reviewing the code").first).to_be_visible()
         shot(page, "annotation-tamper-checking.png")
         result = page.locator("#tamper-check-result")
-        expect(result).to_contain_text("Search 3")
-        expect(result).to_contain_text("Adversarial")
+        expect(result).to_contain_text("The critic's critique")
+        expect(result).to_contain_text("Not adversarial")
         expect(button).to_be_enabled()
         expect(button).to_have_text("Check against critic")
         page.wait_for_timeout(2 * SlowFixedCritic.SEARCH_S * 1000)
-        assert critic.searches == 3  # one check, however often the button was clicked
+        assert critic.searches == 1  # one check, however often the button was clicked
 
         page.reload()
         expect(page.locator("#who")).to_contain_text("Logged in as ann1")
@@ -178,15 +174,15 @@ def test_reload_recovers_a_checked_tampering(app, critic) -> None:
         expect(page.locator("#tamper-code .cm-content")).to_contain_text("range(len(xs) - 1)")
         expect(page.locator("#tamper-bug-lines input, #tamper-bug-lines textarea")).to_have_value("3")
         expect(page.locator("#tamper-description textarea")).to_have_value(DESCRIPTION)
-        expect(result).to_contain_text("Adversarial")
-        expect(result).to_contain_text("Search 3")
+        expect(result).to_contain_text("Not adversarial")
+        expect(result).to_contain_text("The critic's critique")
         expect(page.locator("#tamper-draft-status")).to_contain_text("with its check against the critic")
         shot(page, "annotation-tamper-restored.png")
 
         page.locator("#tamper-submit").click()
         expect(page.locator("#tamper-status")).to_contain_text("Submitted tampering")
         expect(page.locator("#tamper-progress")).to_contain_text("1 done, 2 left")
-    assert critic.searches == 3  # submitted on the stored check
+    assert critic.searches == 1  # submitted on the stored check
     with Session(engine) as session:
         (stored,) = session.exec(select(Tampering)).all()
     assert stored.code.rstrip("\n") == code.rstrip("\n")  # the editor keeps no trailing newline
@@ -282,7 +278,7 @@ def test_admin_settings_refuse_bad_input_and_export(app, tmp_path) -> None:
 
     url, engine = app
     tamper_next(engine, user(engine, "ann1"))
-    rate_task(engine, user(engine, "ann2"), [7, 5, 3, 1])  # every split of the export has rows
+    rate_task(engine, user(engine, "ann2"), [7, 1])  # every split of the export has rows
     with browser() as chromium:
         page = chromium.new_context(viewport=VIEWPORT, accept_downloads=True).new_page()
         log_in(page, url, "admin")
@@ -337,8 +333,8 @@ def test_admin_settings_refuse_bad_input_and_export(app, tmp_path) -> None:
         zipped.extractall(tmp_path / "unzipped")
     (folder,) = (tmp_path / "unzipped").iterdir()
     dataset = load_from_disk(str(folder))
-    assert dataset["tampering"].num_rows == 1 and dataset["ratings"].num_rows == 4
-    assert dataset["preferences"].num_rows >= 3
+    assert dataset["tampering"].num_rows == 1 and dataset["ratings"].num_rows == store.CRITIQUES_PER_TASK
+    assert dataset["preferences"].num_rows == 1
 
 
 @needs_browser

@@ -110,7 +110,7 @@ def test_open_compare_assignment_expires_and_goes_to_another_user(team, clock):
         task = store.next_compare_task(session, carol)
         assert task.tampering_id == tampering_id
         clock.advance(8)
-        store.save_draft(session, carol, "compare", tampering_id, {"overall": [7, 1, 4, 4]})
+        store.save_draft(session, carol, "compare", tampering_id, {"overall": [7, 1]})
         assert store.next_compare_task(session, dave) is None  # two raters hold it: overlap 2
         clock.advance(5)  # bob idle 25 h; carol saved a draft 5 h ago
         assert store.next_compare_task(session, dave).tampering_id == tampering_id
@@ -131,7 +131,7 @@ def test_done_assignments_never_expire(team, clock):
     tampering_id = tamper_next(engine, alice)
     with Session(engine) as session:
         store.set_overlap(session, admin, 1)
-    rate_task(engine, bob, [7, 5, 3, 1])
+    rate_task(engine, bob, [7, 1])
     clock.advance(24 * 365)
     with Session(engine) as session:
         assert store.next_compare_task(session, dave) is None  # bob's done rating still fills the slot

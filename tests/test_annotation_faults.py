@@ -118,5 +118,5 @@ def test_sigkill_mid_submission_leaves_the_task_open(annotation_url, tmp_path):
         assert written == 0 and held.status == "open"
         # and the database takes the same submission afterwards
         store.submit_ratings(session, bob, tampering_id, {c.critique_id: rating() for c in task.critiques})
-        assert session.exec(select(func.count()).select_from(Rating)).one() == 4
+        assert session.exec(select(func.count()).select_from(Rating)).one() == store.CRITIQUES_PER_TASK
     engine.dispose()

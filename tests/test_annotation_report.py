@@ -28,10 +28,7 @@ SCORES = {
     "reference": {"dave": [(7, 6, 7, False, False)], "erin": [(6, 6, 6, False, False)]},
     "human": {"dave": [(5, 4, 4, True, False)], "erin": [(4, 3, 4, False, False)]},
     "assisted": {"dave": [(6, 5, 5, False, False)], "erin": [(6, 4, 6, False, True)]},
-    "model": {
-        "dave": [(2, 2, 2, True, True), (3, 2, 2, False, False), (1, 1, 2, False, False)],
-        "erin": [(2, 3, 2, False, False), (2, 2, 2, False, False), (3, 1, 2, False, False)],
-    },
+    "model": {"dave": [(2, 2, 2, True, True)], "erin": [(2, 3, 2, False, False)]},
 }
 # SCORES worked out by hand (means and fractions of ratings, 3 decimals).
 EXPECTED = [
@@ -39,8 +36,8 @@ EXPECTED = [
          fake_problem_rate=0.5, hallucinated_quote_rate=0.0),
     dict(origin="assisted", critiques=1, ratings=2, mean_cbi=6.0, mean_comprehensiveness=4.5,
          fake_problem_rate=0.0, hallucinated_quote_rate=0.5),
-    dict(origin="model", critiques=3, ratings=6, mean_cbi=2.167, mean_comprehensiveness=1.833,
-         fake_problem_rate=0.167, hallucinated_quote_rate=0.167),
+    dict(origin="model", critiques=1, ratings=2, mean_cbi=2.0, mean_comprehensiveness=2.5,
+         fake_problem_rate=0.5, hallucinated_quote_rate=0.5),
     dict(origin="reference", critiques=1, ratings=2, mean_cbi=6.5, mean_comprehensiveness=6.0,
          fake_problem_rate=0.0, hallucinated_quote_rate=0.0),
 ]  # fmt: skip
@@ -48,8 +45,8 @@ EXPECTED = [
 
 @pytest.fixture
 def rated(annotation_engine, tmp_path):
-    """alice's tampering with the critic's three critiques and the reference one, a human and an
-    assisted critique written by bob and carol, all six rated by dave and erin as SCORES says."""
+    """alice's tampering with the critic's critique and the reference one, a human and an assisted
+    critique written by bob and carol, all four rated by dave and erin as SCORES says."""
     engine = annotation_engine
     admin, alice, bob, carol = make_team(engine, tmp_path / "src")
     dave, erin = make_users(engine, "dave", "erin")
@@ -121,14 +118,13 @@ def test_export_columns_and_the_origins_split_round_trip(rated, tmp_path):
 
     ratings = dsd["ratings"]
     assert ratings["origin_group"] == [origin_of(o) for o in ratings["origin"]]
-    assert sorted(set(ratings["origin_group"])) == sorted(store.ORIGINS) and len(ratings) == 12
+    assert sorted(set(ratings["origin_group"])) == sorted(store.ORIGINS) and len(ratings) == 8
 
-    # Mean overall: reference 6.5, assisted 5.5, human 4, model 2 (its three critiques read alike,
-    # so they are never paired with each other).
+    # Mean overall: reference 6.5, assisted 5.5, human 4, model 2.
     prefs = dsd["preferences"]
     got = sorted(zip(prefs["chosen_origin"], prefs["rejected_origin"], prefs["margin"], strict=True))
     assert got == sorted(
-        [("reference", "model", 4.5), ("assisted", "model", 3.5), ("human", "model", 2.0)] * 3
+        [("reference", "model", 4.5), ("assisted", "model", 3.5), ("human", "model", 2.0)]
         + [("reference", "assisted", 1.0), ("reference", "human", 2.5), ("assisted", "human", 1.5)]
     )
     by_text = {terminate_critique(r["critique"]): r["origin_group"] for r in ratings}
@@ -169,8 +165,8 @@ def test_export_command_prints_the_origin_table(rated, annotation_url, tmp_path)
         "hallucinated quote 0.0%",
         "assisted: 1 critique, 2 ratings, mean CBI 6.00, comprehensiveness 4.50, fake problem 0.0%, "
         "hallucinated quote 50.0%",
-        "model: 3 critiques, 6 ratings, mean CBI 2.17, comprehensiveness 1.83, fake problem 16.7%, "
-        "hallucinated quote 16.7%",
+        "model: 1 critique, 2 ratings, mean CBI 2.00, comprehensiveness 2.50, fake problem 50.0%, "
+        "hallucinated quote 50.0%",
         "reference: 1 critique, 2 ratings, mean CBI 6.50, comprehensiveness 6.00, fake problem 0.0%, "
         "hallucinated quote 0.0%",
     ]

@@ -10,7 +10,6 @@ import json
 import zipfile
 from dataclasses import asdict, fields
 from datetime import datetime
-from types import SimpleNamespace
 from typing import get_type_hints
 
 import pytest
@@ -19,7 +18,8 @@ from annotation_helpers import (
     DESCRIPTION,
     ORIGIN,
     PASSWORD,
-    critiques_for,
+    FixedCritic,
+    critique_for,
     fixed_check,
     make_team,
     make_users,
@@ -187,14 +187,14 @@ def test_submit_tampering_stores_gold_and_model_critiques(team):
         t = session.get(Tampering, tampering_id)
         crits = session.exec(select(Critique).where(Critique.tampering_id == tampering_id)).all()
         held = session.exec(select(Assignment).where(Assignment.user_id == alice.id)).one()
-        assert sorted(c.position for c in crits) == [0, 1, 2, 3]
+        assert sorted(c.position for c in crits) == [0, 1]
         by_origin = sorted(c.origin for c in crits)
-        assert by_origin == ["gold", ORIGIN, ORIGIN, ORIGIN]
+        assert by_origin == ["gold", ORIGIN]
         gold = next(c for c in crits if c.origin == "gold")
         assert gold.text == gold_critique(t.code, BUG_LINES, DESCRIPTION)
         # ids follow display order, so an id never tells which critique is gold
         assert [c.id for c in sorted(crits, key=lambda c: c.position)] == sorted(c.id for c in crits)
-        assert (t.caught, t.adversarial, t.author_id) == (1, True, alice.id)
+        assert (t.caught, t.adversarial, t.author_id) == (1, False, alice.id)
         assert held.status == "done" and held.kind == "tamper"
         # the next sample is a different one, and the submitted one cannot be submitted again
         nxt = store.next_tamper_sample(session, alice)
@@ -282,7 +282,7 @@ def test_check_is_kept_on_the_assignment_and_used_on_submit(team):
         sample = store.next_tamper_sample(session, alice)
         assert sample.check is None
         code = tampered(sample.code)
-        forged = asdict(store.CheckResult([False] * 3, critiques_for(code), True, {"origin": "forged"}, code))
+        forged = asdict(store.CheckResult([False], [critique_for(code)], True, {"origin": "forged"}, code))
         store.save_draft(session, alice, "tamper", sample.sample_id, {"code": code, "check": forged})
         with pytest.raises(store.AppError, match="check the tampering against the critic before submitting"):
             store.submit_tampering(session, alice, sample.sample_id, code, BUG_LINES, DESCRIPTION, None)
@@ -299,8 +299,31 @@ def test_check_is_kept_on_the_assignment_and_used_on_submit(team):
         )
         t = session.get(Tampering, tampering_id)
         origins = session.exec(select(Critique.origin).where(Critique.tampering_id == tampering_id)).all()
-    assert (t.caught, t.adversarial) == (1, True)
-    assert sorted(origins) == ["gold", "model:fixed", "model:fixed", "model:fixed"]  # the stored check's
+    assert (t.caught, t.adversarial) == (1, False)
+    assert sorted(origins) == ["gold", "model:fixed"]  # the stored check's
+
+
+def test_a_check_stored_by_the_fsbs_release_is_not_used(team):
+    """A check kept on an assignment before the repair search (three FSBS critiques, FSBS settings) is
+    neither shown nor submitted: its free text must not reach raters, so the tamperer checks again."""
+    engine, _, alice, *_ = team
+    with Session(engine) as session:
+        sample = store.next_tamper_sample(session, alice)
+        code = tampered(sample.code)
+        fsbs = {"samples": 4, "rounds": 4, "keep": 2, "seeds": [0, 1, 2], "model": "default_critic"}
+        old = store.CheckResult([True] * 3, [critique_for(code)] * 3, False, fsbs, code)
+        held = session.exec(select(Assignment).where(Assignment.user_id == alice.id)).one()
+        held.check_result = asdict(old)
+        session.add(held)
+        session.commit()
+        assert store.next_tamper_sample(session, alice).check is None
+        with pytest.raises(store.AppError, match="check the tampering against the critic before submitting"):
+            store.submit_tampering(session, alice, sample.sample_id, code, BUG_LINES, DESCRIPTION, None)
+        result = store.check_sample(
+            session, alice, FixedCritic, sample.sample_id, code, BUG_LINES, DESCRIPTION
+        )
+        assert store.next_tamper_sample(session, alice).check == result
+    assert result.settings["search"] == "repairs" and count(engine, Tampering) == 0
 
 
 # --- comparison -------------------------------------------------------------------------------------
@@ -309,7 +332,7 @@ def test_check_is_kept_on_the_assignment_and_used_on_submit(team):
 def test_compare_task_is_blind(team):
     engine, _, alice, bob, carol = team
     tamper_next(engine, alice)
-    rate_task(engine, bob, [7, 5, 3, 3])
+    rate_task(engine, bob, [7, 3])
     with Session(engine) as session:
         task = store.next_compare_task(session, carol)
     assert {f.name for f in fields(task)} == {
@@ -357,7 +380,7 @@ def test_overlap_assignment(team):
         assert store.next_compare_task(session, dave).tampering_id == first
         with pytest.raises(store.AppError, match="from 1 to 10"):
             store.set_overlap(session, admin, 0)
-    rate_task(engine, bob, [4, 4, 4, 4])
+    rate_task(engine, bob, [4, 4])
     second = tamper_next(engine, carol)
     with Session(engine) as session:
         # bob rated the first task: he gets the second, never the first again
@@ -381,7 +404,7 @@ def test_drafts_survive_a_restart(annotation_url, tmp_path):
         task = store.next_compare_task(session, alice)
         store.save_draft(session, alice, "tamper", sample.sample_id, {"code": "x = 1", "bug_lines": "1"})
         store.save_draft(session, alice, "tamper", sample.sample_id, {"code": "x = 2", "bug_lines": "1"})
-        store.save_draft(session, alice, "compare", tampering_id, {"overall": [7, 1, 4, 4]})
+        store.save_draft(session, alice, "compare", tampering_id, {"overall": [7, 1]})
         with pytest.raises(store.Forbidden, match="not assigned to you"):
             store.save_draft(session, alice, "compare", tampering_id + 1, {})
         with pytest.raises(store.AppError, match="limit is 100000"):
@@ -394,10 +417,10 @@ def test_drafts_survive_a_restart(annotation_url, tmp_path):
         again = store.next_tamper_sample(session, alice)
         assert again.sample_id == sample.sample_id and again.draft == {"code": "x = 2", "bug_lines": "1"}
         task = store.next_compare_task(session, alice)
-        assert task.tampering_id == tampering_id and task.draft == {"overall": [7, 1, 4, 4]}
-        assert store.load_draft(session, alice, "compare", tampering_id) == {"overall": [7, 1, 4, 4]}
+        assert task.tampering_id == tampering_id and task.draft == {"overall": [7, 1]}
+        assert store.load_draft(session, alice, "compare", tampering_id) == {"overall": [7, 1]}
         assert store.load_draft(session, bob, "compare", tampering_id) is None  # never someone else's
-    rate_task(engine, alice, [4, 4, 4, 4])
+    rate_task(engine, alice, [4, 4])
     assert count(engine, Draft, Draft.kind == "compare") == 0  # submission drops the draft
     engine.dispose()
 
@@ -410,9 +433,9 @@ def test_rating_submission_is_validated_and_atomic(team):
     ids = [c.critique_id for c in task.critiques]
     good = {i: rating() for i in ids}
     bad = [
-        ({i: rating() for i in ids[:3]}, "^critique 4: not rated$"),
+        ({i: rating() for i in ids[:1]}, "^critique 2: not rated$"),
         ({**good, ids[1]: rating(overall=8)}, "critique 2: overall must be an int from 1 to 7"),
-        ({**good, ids[2]: rating(cbi=True)}, "critique 3: cbi must be an int"),
+        ({**good, ids[1]: rating(cbi=True)}, "critique 2: cbi must be an int"),
         ({**good, ids[0]: rating(rationale=" ")}, "^critique 1: no rationale$"),
         ({**good, ids[0]: rating(rationale="x" * 5_001)}, "over 5000 characters"),
         ({**good, 999_999: rating()}, "999999 is not part of this task"),
@@ -426,7 +449,7 @@ def test_rating_submission_is_validated_and_atomic(team):
         store.submit_ratings(session, bob, task.tampering_id, good)
         with pytest.raises(store.AppError, match="already submitted"):
             store.submit_ratings(session, bob, task.tampering_id, good)
-    assert count(engine, Rating) == 4
+    assert count(engine, Rating) == store.CRITIQUES_PER_TASK == 2
 
 
 def test_every_rating_problem_is_listed_at_once(team):
@@ -451,14 +474,15 @@ def test_every_rating_problem_is_listed_at_once(team):
         "critique 1: no CBI, no comprehensiveness, no conciseness, no overall, no rationale, "
         "nitpick must be a bool, got None"
     ]
-    ratings = {c.critique_id: store.RatingInput(**a) for c, a in zip(task.critiques, answers, strict=True)}
+    submitted = [answers[0], answers[3]]  # a task holds the critic's critique and the gold one
+    ratings = {c.critique_id: store.RatingInput(**a) for c, a in zip(task.critiques, submitted, strict=True)}
     with Session(engine) as session, pytest.raises(store.AppError) as err:
         store.submit_ratings(session, bob, task.tampering_id, ratings)
-    assert str(err.value) == "; ".join(expected)
+    assert str(err.value) == "; ".join([expected[0], expected[2].replace("critique 4", "critique 2")])
     del ratings[task.critiques[1].critique_id]
     with Session(engine) as session, pytest.raises(store.AppError) as err:
         store.submit_ratings(session, bob, task.tampering_id, ratings)
-    assert str(err.value) == "; ".join([expected[0], "critique 2: not rated", *expected[1:]])
+    assert str(err.value) == "; ".join([expected[0], "critique 2: not rated"])
     assert count(engine, Rating) == 0
 
 
@@ -554,7 +578,7 @@ def test_my_progress(team):
         store.next_compare_task(session, carol)  # the second of overlap 2
         (dave,) = make_users(engine, "dave")
         assert store.my_progress(session, dave)["compare"] == {"done": 0, "left": 0}
-    rate_task(engine, bob, [4, 4, 4, 4])
+    rate_task(engine, bob, [4, 4])
     with Session(engine) as session:
         assert store.my_progress(session, bob)["compare"] == {"done": 1, "left": 0}
         left_to_write = writing.write_tasks_left(session, carol)
@@ -618,8 +642,8 @@ def test_preferences_and_export(team, tmp_path):
 
     engine, admin, alice, bob, carol = team
     tampering_id = tamper_next(engine, alice)
-    task = rate_task(engine, bob, [7, 5, 3, 3])
-    rate_task(engine, carol, [5, 5, 3, 2])  # means: 6, 5, 3, 2.5
+    task = rate_task(engine, bob, [7, 3])
+    rate_task(engine, carol, [5, 2])  # means: 6, 2.5
     texts = [c.text for c in task.critiques]
     with Session(engine) as session:
         dsd = store.export_dataset(session, admin)
@@ -627,14 +651,14 @@ def test_preferences_and_export(team, tmp_path):
         sample = session.get(CodeSample, t.sample_id)
     prefs = dsd["preferences"]
     got = sorted((row["chosen"], row["rejected"], row["margin"], row["weight"]) for row in prefs)
-    expected = [(0, 1, 1.0), (0, 2, 3.0), (0, 3, 3.5), (1, 2, 2.0), (1, 3, 2.5), (2, 3, 0.5)]
+    expected = [(0, 1, 3.5)]
     assert got == sorted(
         (terminate_critique(texts[a]), terminate_critique(texts[b]), m, 1.0) for a, b, m in expected
     )
     assert set(prefs["prompt"]) == {request(t.code)} and set(prefs["task_id"]) == {sample.task_id}
 
     rate_tie = dsd["ratings"]
-    assert len(rate_tie) == 8 and sorted(set(rate_tie["rater"])) == ["bob", "carol"]
+    assert len(rate_tie) == 4 and sorted(set(rate_tie["rater"])) == ["bob", "carol"]
     assert set(RATED_FIELDS) <= set(rate_tie.column_names)
     tampering = dsd["tampering"]
     assert tampering.column_names[: len(FIELDS)] == list(FIELDS)  # the shared schema, then the app's own
@@ -643,26 +667,20 @@ def test_preferences_and_export(team, tmp_path):
 
     dsd.save_to_disk(str(tmp_path / "export"))
     loaded = human_preferences(tmp_path / "export")  # the reward model's reader takes it as is
-    assert sum(len(split) for split in loaded.values()) == 6
+    assert sum(len(split) for split in loaded.values()) == 1
     assert loaded["train"].column_names == PREFERENCE_COLUMNS
 
 
 def test_tied_critiques_give_half_weight_both_ways(team):
     engine, admin, alice, bob, _ = team
     tamper_next(engine, alice)
-    task = rate_task(engine, bob, [4, 4, 6, 6])
+    task = rate_task(engine, bob, [4, 4])
     with Session(engine) as session:
         prefs = store.export_dataset(session, admin)["preferences"]
-    a, b = (terminate_critique(task.critiques[i].text) for i in (0, 1))
+    a, b = (terminate_critique(c.text) for c in task.critiques)
     ties = [(row["chosen"], row["rejected"]) for row in prefs if row["weight"] == 0.5]
-    assert sorted(ties) == sorted([(a, b), (b, a), *_pairs(task, 2, 3)])
-    assert all(row["margin"] == 0.0 for row in prefs if row["weight"] == 0.5)
-    assert len(prefs) == 4 + 4  # 4 strict pairs, 2 ties x 2 records
-
-
-def _pairs(task, i, j):
-    x, y = (terminate_critique(task.critiques[k].text) for k in (i, j))
-    return [(x, y), (y, x)]
+    assert sorted(ties) == sorted([(a, b), (b, a)])
+    assert all(row["margin"] == 0.0 for row in prefs) and len(prefs) == 2  # 1 tie x 2 records
 
 
 def test_agreement_over_overlapping_ratings(team):
@@ -675,11 +693,11 @@ def test_agreement_over_overlapping_ratings(team):
             "metric": "ordinal",
         }
     tamper_next(engine, alice)
-    rate_task(engine, bob, [7, 5, 3, 1])
-    rate_task(engine, carol, [7, 5, 3, 1])
+    rate_task(engine, bob, [7, 1])
+    rate_task(engine, carol, [7, 1])
     with Session(engine) as session:
         result = store.agreement(session, admin)
-    assert result["units"] == 4 and result["overall"] == pytest.approx(1.0)
+    assert result["units"] == 2 and result["overall"] == pytest.approx(1.0)
     assert result["cbi"] is None  # every rating gave CBI 4: no variation to agree on
 
 
@@ -715,18 +733,6 @@ def test_lone_carriage_return_numbers_lines_alike_in_ui_and_store():
 # --- the UI is a thin layer over the store -----------------------------------------------------------
 
 
-class FixedCritic:
-    """A stand-in for the critic: its search with seed i finds critiques_for(code)[i]."""
-
-    name = "fixed"
-
-    def prompt_ids(self, code: str) -> list[int]:
-        return []
-
-    def search(self, prompts, codes, settings, seed):
-        return [SimpleNamespace(best=SimpleNamespace(critique=critiques_for(codes[0])[seed]))]
-
-
 def test_ui_check_goes_through_the_store(team):
     """*Check against critic* in the UI asks the store, which refuses a sample the user does not hold
     before the critic runs, exactly as the API does."""
@@ -752,7 +758,7 @@ def test_ui_check_goes_through_the_store(team):
         ui.tamper.run_check(alice_token, state, code, "3", " ")
     assert not loaded  # neither refused check loaded the critic
     result = ui.tamper.run_check(alice_token, state, code, "3", DESCRIPTION)[ui.tamper.check]
-    assert loaded and result.caught == [True, False, False] and result.code == code
+    assert loaded and result.caught == [True] and result.code == code
 
 
 # --- concurrency: the server's requests are threads, each with its own session ----------------------
@@ -876,26 +882,28 @@ def test_ui_entering_claims_a_task_only_where_it_lands(team):
 
 
 def test_ui_check_progress_restore_and_submit_on_the_stored_check(team):
-    """The check reports each search, is kept with the draft, comes back on reopening while the code is
-    the checked code, and Submit uses it without another check."""
+    """The check shows progress while its one search runs, is kept with the draft, comes back on
+    reopening while the code is the checked code, and Submit uses it without another check."""
     from critic.annotation_app.ui import AnnotationUI
 
     engine, _, alice, *_ = team
     (token,) = _ui_tokens(engine, "alice")
-    searches: list[int] = []
+    searches: list[str] = []
 
     class CountingCritic(FixedCritic):
-        def search(self, prompts, codes, settings, seed):
-            searches.append(seed)
-            return super().search(prompts, codes, settings, seed)
+        def locate(self, code, max_lines=10):
+            searches.append(code)
+            return super().locate(code, max_lines)
 
     ui = AnnotationUI(engine, CountingCritic)
     state = ui.tamper.open_sample(token)[ui.tamper.sample]
     code = tampered(state["original"])
     steps: list[str] = []
     checked = ui.tamper.run_check(token, state, code, "3", DESCRIPTION, lambda *_, desc: steps.append(desc))
-    assert steps == ["search 1 of 3", "search 2 of 3", "search 3 of 3"] and searches == [0, 1, 2]
-    assert "Adversarial" in checked[ui.tamper.check_result] and checked[ui.tamper.saved]["code"] == code
+    assert steps == ["the critic is reviewing the code"] and searches == [code]
+    shown = checked[ui.tamper.check_result]
+    assert shown.startswith("✗ **Not adversarial**: the critic caught the bug.") and "**Line 3**" in shown
+    assert checked[ui.tamper.saved]["code"] == code
 
     reopened = ui.tamper.open_sample(token)
     assert (reopened[ui.tamper.code], reopened[ui.tamper.bug_lines]) == (code, "3")
@@ -914,7 +922,7 @@ def test_ui_check_progress_restore_and_submit_on_the_stored_check(team):
 
     submitted = ui.tamper.submit_tampering(token, state, code, "3", DESCRIPTION)
     assert "Submitted tampering" in submitted[ui.tamper.tamper_status]
-    assert "1 done" in submitted[ui.tamper.tamper_progress] and searches == [0, 1, 2]
+    assert "1 done" in submitted[ui.tamper.tamper_progress] and searches == [code]
     with Session(engine) as session:
         (stored,) = session.exec(select(Tampering)).all()
     assert stored.code == code and stored.caught == 1
@@ -1053,7 +1061,7 @@ def test_ui_admin_export_rules_and_zip(team, tmp_path):
 
     engine, _, alice, bob, _ = team
     tamper_next(engine, alice)
-    rate_task(engine, bob, [7, 5, 3, 1])  # no empty split: datasets cannot load one saved with 0 shards
+    rate_task(engine, bob, [7, 1])  # no empty split: datasets cannot load one saved with 0 shards
     (token,) = _ui_tokens(engine, "admin")
     admin = AnnotationUI(engine, FixedCritic).admin
     with pytest.raises(store.AppError, match="give an absolute path"):

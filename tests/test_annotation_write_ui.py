@@ -33,8 +33,8 @@ CRITIC = (
 
 
 def check_with_highlights(code: str) -> CheckResult:
-    """A fixed *Check against critic* whose three critiques each have CRITIC's three highlights."""
-    return CheckResult([True, True, True], [CRITIC] * 3, False, {"origin": "test:three-highlights"}, code)
+    """A fixed *Check against critic* whose critique is CRITIC, with its three highlights."""
+    return CheckResult([True], [CRITIC], False, {"origin": "test:three-highlights"}, code)
 
 
 @pytest.fixture

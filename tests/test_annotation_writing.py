@@ -136,9 +136,10 @@ def test_assisted_starts_from_the_critics_critique_and_human_from_nothing(crew):
 
 
 def test_the_critics_critique_is_the_lowest_id_model_critique(crew):
-    """With three different searches' critiques, assisted writers start from the one stored first."""
+    """Assisted writers start from the model critique stored first: the check's one (a tampering
+    checked before the repair search holds three, and every writer gets the same one of them)."""
     engine = crew.engine
-    t = tamper_next(engine, crew.alice)  # three different critiques and the gold one, shuffled
+    t = tamper_next(engine, crew.alice)  # the critic's critique and the gold one, shuffled
     with Session(engine) as session:
         rows = session.exec(
             select(Critique).where(Critique.tampering_id == t).order_by(col(Critique.id))
@@ -285,10 +286,10 @@ def test_compare_opens_after_the_writers_and_shows_their_critiques_blind(crew):
         stored = session.exec(
             select(Critique).where(Critique.tampering_id == t).order_by(col(Critique.position))
         ).all()
-    assert [c.position for c in stored] == list(range(6))
+    assert [c.position for c in stored] == list(range(store.CRITIQUES_PER_TASK + 2))
     assert [c.id for c in stored] == sorted(c.id for c in stored)  # ids in display order: they tell nothing
     assert [c.critique_id for c in task.critiques] == [c.id for c in stored]
-    # Writers never rate it; the rater finishes it with all six critiques.
+    # Writers never rate it; the rater finishes it with all its critiques.
     assert call(engine, store.next_compare_task, crew.bob) is None
     assert call(engine, store.next_compare_task, crew.carol) is None
     call(engine, store.submit_ratings, crew.dave, t, {c.critique_id: rating() for c in task.critiques})

@@ -38,6 +38,7 @@ def make_project(directory: Path, known_critic) -> Path:
     policy, reward = known_critic
     (directory / "pyproject.toml").write_text(
         f'[tool.critic]\nmodel = "{policy}"\nreward-model = "{reward}"\nmin-score = 0.0\ntemperature = 0.5\n'
+        'search = "fsbs"\n'
         "samples = 2\nrounds = 2\nkeep = 1\nmax-new-tokens = 48\n"
     )
     (directory / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ROWS))

@@ -16,6 +16,7 @@ from conftest import BUG_LINE, BUG_QUOTE, BUGGY_CODE
 
 from critic.core.critique import Highlight
 from critic.inference.fsbs import Candidate, SearchResult
+from critic.inference.localizer import LocatedBug
 from critic.review.cache import DIRECTORY_NAME, ReviewCache, default_directory
 from critic.review.settings import ReviewSettings
 
@@ -49,6 +50,7 @@ def write_project(root: Path, policy: Path, reward: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(
         f'[tool.critic]\nmodel = "{policy}"\nreward-model = "{reward}"\nmin-score = 0.0\ntemperature = 0.5\n'
+        'search = "fsbs"\n'
     )
     (root / "avg.py").write_text(BUGGY_CODE)
     (root / "moved.py").write_text(MOVED)
@@ -160,13 +162,20 @@ def test_entries_round_trip_and_broken_ones_are_misses(tmp_path):
     cache = ReviewCache(tmp_path / "cache")
     candidates = [Candidate("```\nx = 1\n```\nwrong", -0.1 / 3, 1), Candidate("No bugs.", 1e-17, 0)]
     result = SearchResult(candidates[0], candidates, [(Highlight("x = 1", "wrong", 2, 2, "exact"), 0.1 / 3)])
-    key = cache.chunk_key("weights", ReviewSettings(), "x = 1\n")
+    fsbs = ReviewSettings(model=tmp_path / "fluent", search="fsbs")
+    key = cache.chunk_key("weights", fsbs, "x = 1\n")
     assert cache.get(key) is None
     cache.put(key, result)
     assert cache.get(key) == result
-    assert cache.chunk_key("weights", ReviewSettings(seed=1), "x = 1\n") != key
+    assert cache.chunk_key("weights", fsbs.updated(seed=1), "x = 1\n") != key
     # min-score filters findings after the search: not part of the key
-    assert cache.chunk_key("weights", ReviewSettings(min_score=0.9), "x = 1\n") == key
+    assert cache.chunk_key("weights", fsbs.updated(min_score=0.9), "x = 1\n") == key
+    # the repair search has no seed and no FSBS settings; its key differs from any FSBS search's
+    repairs = ReviewSettings()
+    assert cache.chunk_key("weights", repairs, "x = 1\n") != key
+    assert cache.chunk_key("weights", repairs.updated(seed=1, samples=8), "x = 1\n") == cache.chunk_key(
+        "weights", repairs, "x = 1\n"
+    )
     (path,) = (tmp_path / "cache" / "v1" / "chunks").glob("*/*.json")
     good = path.read_text()
     truncated, wrong_kind, wrong_key = (
@@ -175,6 +184,19 @@ def test_entries_round_trip_and_broken_ones_are_misses(tmp_path):
         good.replace(key, "0"),
     )
     for broken in ("", truncated, "[]", wrong_kind, wrong_key):
+        path.write_text(broken)
+        assert cache.get(key) is None, broken
+
+
+def test_repair_search_entries_round_trip_and_malformed_ones_are_misses(tmp_path):
+    cache = ReviewCache(tmp_path / "cache")
+    found = [LocatedBug("flip_comparison", 2, 2, 10, 11, ">=", "`x < 1` is inverted.", 0.25)]
+    key = cache.chunk_key("weights", ReviewSettings(), "if x < 1:\n    y = 2\n")
+    cache.put(key, found)
+    assert cache.get(key) == found
+    (path,) = (tmp_path / "cache" / "v1" / "chunks").glob("*/*.json")
+    good = path.read_text()
+    for broken in (good.replace('"line": 2', '"line": "2"'), good.replace('"score"', '"confidence"')):
         path.write_text(broken)
         assert cache.get(key) is None, broken
 

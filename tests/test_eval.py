@@ -13,18 +13,27 @@ from conftest import BUG_CRITIQUE, BUG_LINE, BUGGY_CODE, with_comment
 
 from critic.core.critique import code_spans, format_critique
 from critic.evaluate import (
+    BASELINES,
     baseline_line,
     baseline_metrics,
+    bootstrap_auc,
     bootstrap_ratio,
     code_tokens_per_line,
+    detection_auc,
+    fix_restores,
+    fixes_parse,
     judge,
+    localization,
+    non_body_lines,
     random_line_critiques,
     reliability,
     reported,
     review_raw,
     spans_verbatim,
 )
+from critic.review.fixes import Fix
 from critic.review.reviewer import Finding
+from critic.review.settings import ReviewSettings
 
 FIXED = BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
 SAMPLE = {
@@ -146,11 +155,176 @@ def test_baselines_on_hand_made_code():
     assert longest["samples"] == 3
     assert longest["top_on_bug"]["value"] == longest["line_precision"]["value"] == 1.0
     assert longest["silent_rate"]["value"] == 0.0
-    for kind in ("random_line", "random_code_line", "longest_line"):
+    assert set(metrics) == set(BASELINES)
+    for kind in BASELINES:
         assert metrics[kind]["clean"] == {
             "files": 1,
             "false_alarm_rate": {"value": 1.0, "low": 1.0, "high": 1.0},
         }
+
+
+FAIR = '''"""Module docstring."""
+import collections.abc as abstract_base_classes, itertools, functools, operator, sys
+
+
+@functools.lru_cache(maxsize=None, typed=not True)
+def weighted_total(values: list[int], weights: list[int],
+                   default: int | None = None) -> dict[str, int]:
+    """Add values times weights.
+
+    >>> weighted_total([1, 2, 3], [4, 5, 6]) + weighted_total([7, 8, 9], [1, 2, 3]) + [x for x in y]
+    """
+    from operator import add, mul, sub, truediv, floordiv, mod
+    total = sum(map(mul, values, weights))
+
+    def helper(
+        a, b, c=None, d=None, e=None
+    ):
+        """Nested docstring."""
+        return a + b
+    return {"total": total or default}
+'''
+
+
+def test_fair_baseline_skips_headers_docstrings_and_imports():
+    counts = code_tokens_per_line(FAIR)
+    # the imports, the decorator and the header lines (nested too) have more code tokens than any line
+    # of the body (line 13: 13); the docstring line, longest of all by characters, has none
+    assert [counts[n - 1] for n in (2, 5, 6, 7, 12, 16)] == [14, 14, 17, 16, 14, 15]
+    assert counts[12] == 13 and counts[9] == 0
+    assert non_body_lines(FAIR) == {1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16, 17, 18}
+    rng = random.Random(0)
+    assert baseline_line(FAIR, "longest_line", rng) == 6  # the signature
+    assert baseline_line(FAIR, "longest_body_line", rng) == 13  # total = sum(...)
+    shorter = FAIR.replace("sum(map(mul, values, weights))", "0")
+    assert baseline_line(shorter, "longest_body_line", rng) == 20  # now the return line
+    # nothing but headers, docstrings and imports: the plain longest line
+    assert baseline_line("import os, sys\ndef f(a, b):\n    'doc'\n", "longest_body_line", rng) == 2
+    assert baseline_line("def f(:\n", "longest_body_line", rng) == 1  # unparsable: nothing excluded
+    assert baseline_line("# only a comment\n", "longest_body_line", rng) is None
+
+
+# -- localization, detection and fixes ----------------------------------------------------------------
+
+LOCALIZED = "def f(xs):\n    total = sum(x * 2 for x in xs if x)\n    return total\n"  # fair baseline: 2
+
+
+def _finding(line: int, score: float = 0.9, fix: Fix | None = None) -> Finding:
+    return Finding("p", line, 1, line, 1, "CRT000", "m", "c", "q", score, fix)
+
+
+def test_localization_difference_is_paired():
+    samples = [{"task_id": f"t{i}", "code": LOCALIZED, "bug_lines": [2 + i % 2]} for i in range(8)]
+    # The critic's top finding is where the fair baseline is right (line 2) or wrong (line 3), sample by
+    # sample: identical outcomes. Each rate varies over resamples; the paired difference cannot.
+    same = [[_finding(2)] if s["bug_lines"] == [2] else [_finding(4)] for s in samples]
+    local = localization(samples, same, resamples=200, seed=0)
+    assert local["top_on_bug"] == local["fair_baseline"]
+    assert local["top_on_bug"]["low"] < 0.5 < local["top_on_bug"]["high"]
+    assert local["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    # Always on the bug (a less confident finding elsewhere does not count against the top one).
+    always = [[_finding(s["bug_lines"][0]), _finding(1, score=0.1)] for s in samples]
+    local = localization(samples, always, resamples=200, seed=0)
+    assert local["top_on_bug"]["value"] == 1.0 and local["fair_baseline"]["value"] == 0.5
+    diff = local["difference"]
+    assert diff["value"] == pytest.approx(0.5)
+    # paired: each resample's difference is 1 minus the baseline's rate on that same resample
+    assert (diff["low"], diff["high"]) == pytest.approx(
+        (1 - local["fair_baseline"]["high"], 1 - local["fair_baseline"]["low"])
+    )
+
+
+def test_detection_auc_on_hand_made_confidences():
+    def auc(pos, neg, clusters=None):
+        clusters = clusters or [str(i) for i in range(len(pos) + len(neg))]
+        positive = [True] * len(pos) + [False] * len(neg)
+        return bootstrap_auc([*pos, *neg], positive, clusters, resamples=200, seed=0)
+
+    assert auc([0.9, 0.8, 0.7], [0.1, 0.2, 0.0]) == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert auc([0.3, 0.3], [0.3, 0.3, 0.3]) == {"value": 0.5, "low": 0.5, "high": 0.5}
+    assert auc([0.1], [0.9])["value"] == 0.0
+    # 0.9 beats all three negatives; 0.4 beats 0.1, ties 0.4 (a half), loses to 0.5: 4.5 of 6 pairs
+    assert auc([0.9, 0.4], [0.5, 0.1, 0.4])["value"] == 0.75
+    assert auc([0.9], [])["value"] is None
+    # Clusters draw their positives and negatives together. Cluster a alone separates perfectly (1.0),
+    # b alone inverts (0.0), both give 3 of 4 pairs: resamples aa, ab/ba, bb give 1.0, 0.75, 0.0.
+    ci = bootstrap_auc([0.9, 0.1, 0.2, 0.5], [True, False, True, False], ["a", "a", "b", "b"], 1000, 0)
+    assert ci == {"value": 0.75, "low": 0.0, "high": 1.0}
+
+    # a file's score is its highest raw confidence, 0 without any finding
+    tampered = [{"task_id": "t0", "bug_lines": [1]}, {"task_id": "t1", "bug_lines": [1]}]
+    clean = [{"task_id": "t0", "bug_lines": []}, {"task_id": "t1", "bug_lines": []}]
+    raw = [[_finding(1, 0.2), _finding(2, 0.7)], []]
+    clean_raw = [[_finding(3, 0.5)], []]
+    # 0.7 beats 0.5 and 0.0; the silent tampered file (0.0) loses to 0.5 and ties the silent original
+    assert detection_auc(tampered, raw, clean, clean_raw, 100, 0)["value"] == pytest.approx(2.5 / 4)
+
+
+BUGGY_RANGE = BUGGY_CODE.splitlines()[BUG_LINE - 1]
+_START = BUGGY_RANGE.index("range(") + 1
+
+
+def _range_fix(text: str) -> Fix:
+    return Fix(BUG_LINE, _START, BUG_LINE, _START + len("range(len(xs) - 1)"), text)
+
+
+def test_fix_restores_and_fixes_parse():
+    restoring = _finding(BUG_LINE, 0.9, _range_fix("range(len(xs))"))
+    wrong = _finding(BUG_LINE, 0.9, _range_fix("range(len(xs) - 2)"))
+    broken = _finding(BUG_LINE, 0.9, _range_fix("range(len(xs)"))  # unbalanced: does not parse
+    outside = _finding(BUG_LINE, 0.9, Fix(40, 1, 40, 2, "x"))  # not in the code: applies to nothing
+    no_fix = _finding(BUG_LINE, 0.9)
+    sample = {**SAMPLE, "group": "g"}
+    assert FIXED == BUGGY_CODE.replace("range(len(xs) - 1)", "range(len(xs))")
+
+    def restores(found, samples=None):
+        samples = samples or [sample] * len(found)
+        return fix_restores(samples, found, resamples=50, seed=0)["value"]
+
+    assert restores([[restoring]]) == 1.0
+    assert restores([[wrong]]) == 0.0
+    assert restores([[no_fix]]) == 0.0 and restores([[]]) == 0.0
+    assert restores([[restoring], [wrong], [broken], [no_fix]]) == 0.25
+    # only the top finding's fix counts
+    assert restores([[_finding(1, 0.95), restoring]]) == 0.0
+    assert restores([[_finding(1, 0.5), restoring]]) == 1.0
+    # a trailing newline difference only is forgiven; any other difference is not
+    assert restores([[restoring]], [{**sample, "original": FIXED.rstrip("\n")}]) == 1.0
+    assert restores([[restoring]], [{**sample, "original": FIXED + "\n"}]) == 1.0
+    assert restores([[restoring]], [{**sample, "original": FIXED.replace("    ", "  ")}]) == 0.0
+
+    # over findings: 2 of the first sample's 4 parse (wrong fixes parse too), 1 of the second's 2
+    found = [[restoring, wrong, broken, no_fix], [outside, restoring]]
+    parse = fixes_parse([sample, {**sample, "group": "h"}], found, resamples=50, seed=0)
+    assert parse["value"] == pytest.approx(3 / 6)
+    assert fixes_parse([sample], [[]], 50, 0)["value"] is None  # no finding: undefined
+
+
+def test_operating_point_adds_localization_detection_and_fixes(monkeypatch):
+    """The wiring, with the review stubbed: the relaxed metrics see every raw finding (min-score 0),
+    while the OP's own fixes_parse sees what clears the operating point's min-score."""
+    import critic.evaluate as evaluate
+
+    fix = _range_fix("range(len(xs))")
+    low_fix = Finding("p", BUG_LINE, 1, BUG_LINE, 9, "CRT000", "m", "Off by one.", BUGGY_RANGE, 0.3, fix)
+
+    def raw_of(critic, codes, settings, progress=None, searches=None):
+        searches.extend([[None]] * len(codes))
+        return [[low_fix] if code == BUGGY_CODE else [] for code in codes]
+
+    monkeypatch.setattr(evaluate, "review_raw", raw_of)
+    samples = [{**SAMPLE, "task_id": f"t{i}"} for i in range(3)]
+    sets = {"humaneval": samples, evaluate.CLEAN_SET: evaluate.clean_originals(samples)}
+    settings = ReviewSettings(min_score=0.5)  # above the one finding's 0.3
+    op, _, _ = evaluate.operating_point(None, sets, settings, resamples=20)
+    main = op["humaneval"]
+    assert main["silent_rate"]["value"] == 1.0 and main["fixes_parse"]["value"] is None  # nothing reported
+    assert main["localization"]["top_on_bug"]["value"] == 1.0
+    assert main["localization"]["fair_baseline"]["value"] == 1.0  # the range line is the longest body line
+    assert main["localization"]["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert main["detection_auc"]["value"] == 1.0  # 0.3 on every tampered file, 0.0 on the originals
+    assert main["fixes"]["fix_restores"]["value"] == main["fixes"]["fixes_parse"]["value"] == 1.0
+    assert set(op[evaluate.CLEAN_SET]) >= {"false_alarm_rate"} and "localization" not in op["clean"]
 
 
 def test_backticked_spans_must_appear_verbatim():
@@ -189,7 +363,7 @@ def test_post_hoc_filter_equals_review(known_critic):
     policy, reward = known_critic
     # review's default filter (min-score 0.5, max-findings 5); a small search keeps the test fast
     fast = dict(samples=2, rounds=2, keep=1, max_new_tokens=48, temperature=0.5)
-    settings = ReviewSettings(model=policy, reward_model=reward, **fast)
+    settings = ReviewSettings(model=policy, reward_model=reward, search="fsbs", **fast)
     assert (settings.min_score, settings.max_findings) == (
         ReviewSettings().min_score,
         ReviewSettings().max_findings,
@@ -219,13 +393,14 @@ def test_the_ladder_reuses_the_operating_points_searches(known_critic):
 
     policy, reward = known_critic
     fast = dict(samples=2, rounds=2, keep=1, max_new_tokens=24, temperature=0.5)
-    settings = ReviewSettings(model=policy, reward_model=reward, **fast)
+    settings = ReviewSettings(model=policy, reward_model=reward, search="fsbs", **fast)
     critic = load_critic(settings)
     description = "`for i in range(len(xs) - 1):` skips the last element."
     samples = [
         {
             "task_id": f"t{i}",
             "code": code,
+            "original": FIXED,
             "bug_lines": [BUG_LINE],
             "description": description,
             "bug_kind": "k",
@@ -285,9 +460,12 @@ def test_eval_command_writes_metrics_and_plots(tmp_path, known_critic):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert "top finding on the bug" in result.stderr and "longest line" in result.stderr
+    console = " ".join(result.stderr.split())  # rich wraps the line
+    for part in ("top finding on the bug", "longest line", "longest body line", "detection AUC"):
+        assert part in console
+    assert "top minus longest body line" in console and "fix restores" in console
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["schema"] == 2 and metrics["samples"] == 2 and metrics["split"] == "test"
+    assert metrics["schema"] == 3 and metrics["samples"] == 2 and metrics["split"] == "test"
     sets = ("humaneval", "humaneval_line_uniform", "stdlib")
     assert set(metrics["sample_sets"]) == {*sets, "clean"}
     assert metrics["sample_sets"]["stdlib"]["samples"] == 2
@@ -304,13 +482,30 @@ def test_eval_command_writes_metrics_and_plots(tmp_path, known_critic):
         ci = main[name]
         assert set(ci) == {"value", "low", "high"} and ci["low"] <= ci["value"] <= ci["high"]
     assert set(op["critic"]["clean"]) >= {"files", "false_alarm_rate", "backticks_verbatim"}
+    for point in (*(op["critic"][key] for key in sets), op["sft"]["humaneval"]):
+        assert set(point["localization"]) == {"top_on_bug", "fair_baseline", "difference"}
+        assert set(point["fixes"]) == {"fix_restores", "fixes_parse"}
+        for ci in (*point["localization"].values(), *point["fixes"].values(), point["detection_auc"]):
+            assert set(ci) == {"value", "low", "high"}
+        assert set(point["fixes_parse"]) == {"value", "low", "high"}
+    local = main["localization"]
+    assert local["fair_baseline"]["value"] == 1.0  # the range line is the longest body line
+    assert local["top_on_bug"] == sweep_top_at_zero(metrics)
+    assert local["difference"]["value"] == pytest.approx(local["top_on_bug"]["value"] - 1.0)
+    assert 0.0 <= main["detection_auc"]["value"] <= 1.0
 
-    assert set(metrics["baselines"]) == {"random_line", "random_code_line", "longest_line"}
+    assert set(metrics["baselines"]) == {
+        "random_line",
+        "random_code_line",
+        "longest_line",
+        "longest_body_line",
+    }
     for base in metrics["baselines"].values():
         assert set(base) == {*sets, "clean"}
         assert base["humaneval"]["silent_rate"]["value"] == 0.0
         assert base["clean"]["false_alarm_rate"]["value"] == 1.0
     assert metrics["baselines"]["longest_line"]["humaneval"]["top_on_bug"]["value"] == 1.0  # the range line
+    assert metrics["baselines"]["longest_body_line"]["humaneval"]["top_on_bug"] == local["fair_baseline"]
 
     sweep = metrics["min_score_sweep"]
     assert [row["min_score"] for row in sweep] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -338,6 +533,11 @@ def test_eval_command_writes_metrics_and_plots(tmp_path, known_critic):
     assert metrics["clean"]["files"] == 2 and 0.0 <= metrics["clean"]["silent_rate"] <= 1.0
     for plot in ("pareto.png", "reliability.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def sweep_top_at_zero(metrics: dict) -> dict:
+    """Localization's top_on_bug is the sweep's at min-score 0 (max-findings as set)."""
+    return next(r for r in metrics["min_score_sweep"] if r["min_score"] == 0.0)["humaneval"]["top_on_bug"]
 
 
 @pytest.mark.parametrize(

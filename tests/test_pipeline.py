@@ -39,7 +39,7 @@ def finished_run(tmp_path_factory):
 def test_every_stage_runs_and_reports(finished_run):
     run, metrics, _ = finished_run
     assert list(metrics) == [
-        name for name in STAGES if name not in ("pretrain", "distill", "rank", "calibrate")
+        name for name in STAGES if name not in ("pretrain", "distill", "rank", "calibrate", "localize")
     ]
     report = json.loads((run / "report.json").read_text())
     assert 0.0 <= report["reward"]["eval_accuracy"] <= 1.0
@@ -188,7 +188,9 @@ def test_lora_stages_from_an_existing_checkpoint(tmp_path):
     }
     run = tmp_path / "run"
     metrics = run_pipeline(PipelineConfig.from_dict(config), run, log=lambda _: None)
-    assert list(metrics) == [name for name in STAGES if name not in ("distill", "rank", "calibrate")]
+    assert list(metrics) == [
+        name for name in STAGES if name not in ("distill", "rank", "calibrate", "localize")
+    ]
     assert metrics["pretrain"]["steps"] == 2 and metrics["pretrain"]["corpus"]["tokens"] == 8192
     assert metrics["sft"]["start"] == str(run / "pretrain")
     for stage in ("pretrain", "sft", "ppo"):  # adapters merged: plain checkpoints that load strictly

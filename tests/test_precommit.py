@@ -66,7 +66,7 @@ def test_hook_blocks_a_commit_with_a_finding_and_passes_with_a_higher_min_score(
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "pyproject.toml").write_text(
-        f'[tool.critic]\nmodel = "{policy}"\nreward-model = "{reward}"\ntemperature = 0.5\n'
+        f'[tool.critic]\nmodel = "{policy}"\nreward-model = "{reward}"\ntemperature = 0.5\nsearch = "fsbs"\n'
     )
     (repo / ".pre-commit-config.yaml").write_text(hook_config(min_score=0.0))
     (repo / "avg.py").write_text(BUGGY_CODE)

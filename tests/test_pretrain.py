@@ -92,6 +92,22 @@ def test_corpus_packs_deduplicated_train_files_and_records_them(tmp_path):
     assert Dataset.from_file(str(tmp_path / "capped" / CORPUS))["input_ids"] == rows[:3]
 
 
+def test_a_checkpoint_tokenizer_with_padding_set_packs_no_padding(tmp_path):
+    """pretrain.init loads the checkpoint's tokenizer, which may have padding on (a trainer saved it so):
+    the corpus must still hold the files' tokens, not the batch's padding."""
+    package = _package(tmp_path / "pkg")
+    cfg = PretrainStage(sources=[str(package)], max_tokens=None, max_length=32)
+    plain = build_corpus(cfg, load_hf_tokenizer(), tmp_path, ["humaneval"], data_seed=0)
+    padded_tokenizer = load_hf_tokenizer()
+    padded_tokenizer.backend_tokenizer.enable_padding(pad_id=0, pad_token="<pad>")
+    (tmp_path / "padded").mkdir()
+    padded = build_corpus(cfg, padded_tokenizer, tmp_path / "padded", ["humaneval"], data_seed=0)
+    assert padded["tokens"] == plain["tokens"]
+    rows = Dataset.from_file(str(tmp_path / "padded" / CORPUS))["input_ids"]
+    assert rows == Dataset.from_file(str(tmp_path / CORPUS))["input_ids"]
+    assert not any(t == 0 for row in rows for t in row)
+
+
 def test_site_packages_corpus_records_distributions(tmp_path):
     cfg = PretrainStage(sources=["site-packages"], max_tokens=4096, max_length=256)
     record = build_corpus(cfg, load_hf_tokenizer(), tmp_path, ["humaneval"], data_seed=0)

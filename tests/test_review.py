@@ -28,7 +28,7 @@ def project(tmp_path, known_critic):
     policy, reward = known_critic
     (tmp_path / "pyproject.toml").write_text(
         f'[project]\nname = "demo"\n\n[tool.critic]\nmodel = "{policy}"\nreward-model = "{reward}"\n'
-        "min-score = 0.0\ntemperature = 0.5\n"
+        'min-score = 0.0\ntemperature = 0.5\nsearch = "fsbs"\n'
     )
     (tmp_path / "avg.py").write_text(BUGGY_CODE)
     return tmp_path
@@ -288,7 +288,9 @@ def test_readme_ci_snippets(project, known_critic):
     # The workflow's command, on the known critic named in the same table as a user would.
     policy, reward = known_critic
     table = table.replace("min-score = 0.2", "min-score = 0.0\ntemperature = 0.5")
-    (project / "pyproject.toml").write_text(table + f'model = "{policy}"\nreward-model = "{reward}"\n')
+    (project / "pyproject.toml").write_text(
+        table + f'model = "{policy}"\nreward-model = "{reward}"\nsearch = "fsbs"\n'
+    )
     (command,) = re.findall(r"run: pip install critic && (.*)", readme_block("yaml", "upload-sarif"))
     argv, redirect = command.split(">")
     assert argv.split()[:2] == ["critic", "review"] and redirect.strip() == "critic.sarif"

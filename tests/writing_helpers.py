@@ -9,7 +9,7 @@ from sqlmodel import Session
 from critic.annotation_app import store
 from critic.annotation_app.checker import CheckResult
 
-# The critic's critique of every search: a preamble and three highlights of the tampered FUNCTION.
+# The critic's critique: a preamble and three highlights of the tampered FUNCTION.
 CRITIC = (
     "Two problems.\n\n"
     "```\ntotal = 0\n```\nShould start from a float.\n\n"
@@ -26,13 +26,13 @@ def call(engine, fn, *args, **kwargs):
 
 
 def tamper_with_critic(engine, author, critic: str = CRITIC) -> int:
-    """The author tampers their next sample with the off-by-one bug; the check's three searches all
-    wrote `critic`. Returns the tampering id."""
+    """The author tampers their next sample with the off-by-one bug; the check's search wrote `critic`.
+    Returns the tampering id."""
     with Session(engine) as session:
         sample = store.next_tamper_sample(session, author)
         assert sample is not None
         code = tampered(sample.code)
-        check = CheckResult([True] * 3, [critic] * 3, False, {"origin": MODEL_ORIGIN}, code)
+        check = CheckResult([True], [critic], False, {"origin": MODEL_ORIGIN}, code)
         return store.submit_tampering(
             session, author, sample.sample_id, code, BUG_LINES, DESCRIPTION, check, verify_tests=False
         )

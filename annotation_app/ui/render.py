@@ -90,18 +90,15 @@ def render_critique(text: str, code: str) -> str:
 
 
 def render_check(result: CheckResult) -> str:
-    """The *Check against critic* verdict: caught or missed per search, each critique, and whether the
-    tampering will count as adversarial."""
-    n = len(result.caught)
-    missed = n - sum(result.caught)
+    """The *Check against critic* verdict: whether the critic's critique caught the bug (the tampering is
+    adversarial when it did not), and that critique."""
     if result.adversarial:
-        verdict = f"✓ **Adversarial**: the critic missed the bug in {missed} of {n} searches."
+        verdict = "✓ **Adversarial**: the critic missed the bug."
     else:
-        verdict = f"✗ **Not adversarial**: the critic caught the bug in all {n} searches. Try a subtler bug."
+        verdict = "✗ **Not adversarial**: the critic caught the bug. Try a subtler bug."
     parts = [verdict]
-    for i, (hit, text) in enumerate(zip(result.caught, result.critiques, strict=True), start=1):
-        mark = "✓ caught" if hit else "✗ missed"
-        parts.append(f"#### Search {i}: {mark}")
+    for text in result.critiques:
+        parts.append("#### The critic's critique")
         parts.append(render_critique(text, result.code))
     return "\n\n".join(parts)
 

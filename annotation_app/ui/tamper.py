@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 TAMPER_HELP = """\
 Insert a **subtle** bug into the code, the kind a careful reviewer could miss. Mark the lines you changed,
-then describe the bug as if you had caught it in code review. *Check against critic* runs the current
-critic three times: the tampering is adversarial (the data we most need) when at least one run misses it.
+then describe the bug as if you had caught it in code review. *Check against critic* has the current
+critic review your code: the tampering is adversarial (the data we most need) when it misses the bug.
 *Skip* gives a sample up when no subtle bug fits in it.
 """
 CHECK_LABEL = "Check against critic"
@@ -163,14 +163,14 @@ class TamperTab:
         text: str,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio reads the default to track progress)
     ) -> dict:
-        """Check against the critic, one progress step per search. The store keeps the result on the
-        assignment; the form is saved as the draft too, so a reload restores both together."""
+        """Check against the critic, with a progress display while it searches. The store keeps the
+        result on the assignment; the form is saved as the draft too, so a reload restores both together."""
         if sample is None:
             raise AppError("no sample is open")
         bug_lines = parse_line_numbers(lines)
 
         def on_search(n: int) -> None:
-            progress((n - 1, CHECK_SEARCHES), desc=f"search {n} of {CHECK_SEARCHES}")
+            progress((n - 1, CHECK_SEARCHES), desc="the critic is reviewing the code")
 
         # The store checks that the sample is the user's and the tampering valid before the critic runs.
         with self.ctx.user(token) as (session, user):

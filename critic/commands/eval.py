@@ -87,29 +87,43 @@ def _ci(metric: dict) -> str:
 
 
 def summary(report: dict) -> str:
-    """The console line: the operating point on HumanEval first, with the longest-line baseline."""
+    """The console line: the operating point on HumanEval first, with the longest-line and fair
+    (longest body line) baselines, then the critic against the fair baseline at min-score 0."""
     op = report["operating_point"]
     main = op["critic"]["humaneval"]
-    longest = report["baselines"]["longest_line"]["humaneval"]
+
+    def baselines(key: str) -> str:
+        longest, body = (
+            report["baselines"][b][key]["top_on_bug"] for b in ("longest_line", "longest_body_line")
+        )
+        return f"longest line {_ci(longest)}, longest body line {_ci(body)}"
+
+    local = main["localization"]
     parts = [
         f"review (min-score {op['min_score']:g}) on {main['samples']} tampered HumanEval samples: "
-        f"top finding on the bug {_ci(main['top_on_bug'])} (longest line {_ci(longest['top_on_bug'])}), "
+        f"top finding on the bug {_ci(main['top_on_bug'])} ({baselines('humaneval')}), "
         f"any on the bug {_ci(main['any_on_bug'])}, line precision {_ci(main['line_precision'])}, "
         f"silent {_ci(main['silent_rate'])}",
         f"clean false alarms {_ci(op['critic']['clean']['false_alarm_rate'])}",
+        f"at min-score 0: top minus longest body line {_ci(local['difference'])}, "
+        f"detection AUC {_ci(main['detection_auc'])}, fix restores {_ci(main['fixes']['fix_restores'])}",
     ]
     for key, label in (("humaneval_line_uniform", "line-uniform"), ("stdlib", "stdlib")):
         if key in op["critic"]:
-            theirs = report["baselines"]["longest_line"][key]["top_on_bug"]
-            parts.append(f"{label} top {_ci(op['critic'][key]['top_on_bug'])} (longest line {_ci(theirs)})")
+            other = op["critic"][key]
+            parts.append(
+                f"{label} top {_ci(other['top_on_bug'])} ({baselines(key)}), "
+                f"at min-score 0 minus longest body line {_ci(other['localization']['difference'])}"
+            )
     if "sft" in op:
         parts.append(f"SFT top {_ci(op['sft']['humaneval']['top_on_bug'])}")
-    ladder = report["configs"][f"critic@lm={report['settings']['length_modifier']:g}"]
-    random_line = report["configs"]["random_line"]["cbi_rate"]
-    parts.append(
-        f"ladder CBI {ladder['cbi_rate']:.3f} (random line {random_line:.3f}), "
-        f"fake problems {ladder['fake_problem_rate']:.3f}"
-    )
+    if "configs" in report:
+        ladder = report["configs"][f"critic@lm={report['settings']['length_modifier']:g}"]
+        random_line = report["configs"]["random_line"]["cbi_rate"]
+        parts.append(
+            f"ladder CBI {ladder['cbi_rate']:.3f} (random line {random_line:.3f}), "
+            f"fake problems {ladder['fake_problem_rate']:.3f}"
+        )
     return "; ".join(parts)
 
 
@@ -143,6 +157,9 @@ def eval_command(
     ] = None,
     line_uniform: Annotated[
         bool, typer.Option(help="Also evaluate HumanEval tampered line-uniformly.")
+    ] = True,
+    ladder: Annotated[
+        bool, typer.Option(help="Also run the CriticGPT ladder (FSBS critiques rated; most of the time).")
     ] = True,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples of each 95% interval.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of data, sampling, baselines and the bootstrap.")] = 0,
@@ -181,7 +198,7 @@ def eval_command(
         def progress(stage: str, done: int, total: int) -> None:
             status.update(f"{stage}: {done}/{total}")
 
-        report = evaluate(critic, sets, settings, sweep, sft, bootstrap, progress)
+        report = evaluate(critic, sets, settings, sweep, sft, bootstrap, progress, with_ladder=ladder)
     for key, description in about.items():
         report["sample_sets"].get(key, {})["data"] = description
     report["sample_sets"]["clean"]["data"] = f"untampered originals of {source}"
@@ -194,6 +211,7 @@ def eval_command(
     report["settings"] = {"model": str(settings.model), "reward_model": str(settings.reward_model)} | {
         k: getattr(settings, k)
         for k in (
+            "search",
             "samples",
             "rounds",
             "keep",
@@ -213,6 +231,7 @@ def eval_command(
         "bootstrap": bootstrap,
         "max_samples": max_samples,
         "sft_model": None if sft_model is None else str(sft_model),
+        "ladder": ladder,
     }
     write_report(report, out)
     console.print(f"{summary(report)}; wrote {out}")

@@ -1,20 +1,30 @@
 """`critic review`: read code with the critic and report what it finds, like a linter.
 
 Exit codes follow ruff and mypy: 0 nothing reported, 1 findings, 2 usage, input or model errors (a
-file that cannot be read is reported and the rest are still reviewed). This module imports only what
+file that cannot be read is reported and the rest are still reviewed). With --fix, like ruff's, the
+reported findings' fixes are applied and 1 means some finding remains. This module imports only what
 the review path needs: torch, safetensors, tokenizers and the CLI's own small libraries.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
+import stat
 import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from critic.core.errors import UserError
+
+if TYPE_CHECKING:
+    from critic.review.reviewer import Finding, SourceFile
 
 
 def _version() -> str:
@@ -43,6 +53,14 @@ def review(
         float | None, typer.Option(help="Report findings with confidence >= this (0-1).")
     ] = None,
     max_findings: Annotated[int | None, typer.Option(help="Most confident findings kept per file.")] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            help="repairs (default): score every candidate repair of every line; each finding has a fix "
+            "and a comment written from the bug taxonomy's sentences. fsbs: free-text critiques by Force "
+            "Sampling Beam Search, for a --model fluent enough to write its own (the shipped critic is not)."
+        ),
+    ] = None,
     length_modifier: Annotated[
         float | None, typer.Option(help="FSBS: bonus per highlight; higher finds more, and more noise.")
     ] = None,
@@ -81,6 +99,15 @@ def review(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Search every chunk again; read and write no .critic_cache/.")
     ] = False,
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="Apply the reported findings' fixes to the files and report only what remains (code from "
+            "stdin: print it fixed). Command line only: [tool.critic] has no `fix` setting, so a plain "
+            "review never edits files.",
+        ),
+    ] = False,
 ) -> None:
     """Review Python code with the critic: quote suspicious code and say what is wrong."""
     from critic.review.settings import load_settings
@@ -91,6 +118,7 @@ def review(
         reward_model=reward_model,
         min_score=min_score,
         max_findings=max_findings,
+        search=search,
         length_modifier=length_modifier,
         samples=samples,
         rounds=rounds,
@@ -108,7 +136,11 @@ def review(
         raise UserError("--diff and --staged cannot be combined")
     if write_baseline is not None and (diff is not None or staged):
         raise UserError("--write-baseline records whole files: it cannot be combined with --diff or --staged")
-    status = run(paths or ["."], settings, diff, staged, stdin_filename, write_baseline, cache=not no_cache)
+    if write_baseline is not None and fix:
+        raise UserError("--write-baseline records the findings: it cannot be combined with --fix")
+    status = run(
+        paths or ["."], settings, diff, staged, stdin_filename, write_baseline, cache=not no_cache, fix=fix
+    )
     raise typer.Exit(0 if exit_zero and status == 1 else status)
 
 
@@ -120,6 +152,7 @@ def run(
     stdin_filename: str | None,
     write_baseline: Path | None = None,
     cache: bool = True,
+    fix: bool = False,
 ) -> int:
     from critic.review import baseline
     from critic.review.cache import ReviewCache, default_directory
@@ -133,7 +166,9 @@ def run(
     files, errors = discover([p for p in paths if p != "-"], settings.exclude)
     sources, read_errors = read_sources(files)
     errors += read_errors
+    stdin_at = None
     if "-" in paths:
+        stdin_at = len(sources)
         sources.append(SourceFile(stdin_filename or "-", sys.stdin.read()))
     changed = None
     if diff is not None or staged:
@@ -156,27 +191,137 @@ def run(
             file=sys.stderr,
         )
         reports, findings = [], []  # all recorded: none left to report
-    sys.stdout.write(render(settings.format, findings, sources, _version()))
-    sys.stdout.flush()
+    total, files_with = len(findings), sum(1 for found in reports if found)
+    fixable = sum(1 for f in findings if f.fix is not None)
+    out = sys.stdout
+    if fix:
+        reports, sources, fixed_code = _apply_fixes(reports, sources, stdin_at, errors)
+        findings = [f for found in reports for f in found]
+        if fixed_code is not None:  # as ruff does: the code on stdout, what remains on stderr
+            sys.stdout.write(fixed_code)
+            sys.stdout.flush()
+            out = sys.stderr
+    out.write(render(settings.format, findings, sources, _version()))
+    out.flush()
     for error in errors:
         print(f"critic: error: {error}", file=sys.stderr)
-    _summary(len(findings), sum(1 for found in reports if found), len(sources), len(errors), hidden)
+    fixed = total - len(findings) if fix else None
+    _summary(total, files_with, len(sources), len(errors), hidden, fixed, fixable)
     if errors:
         return 2
     return 1 if findings else 0
 
 
-def _summary(findings: int, files_with: int, reviewed: int, errors: int = 0, hidden: int = 0) -> None:
-    """One line on stderr that agrees with the exit code: errors (2), findings (1), or neither (0)."""
+def _apply_fixes(
+    reports: list[list[Finding]], sources: list[SourceFile], stdin_at: int | None, errors: list[str]
+) -> tuple[list[list[Finding]], list[SourceFile], str | None]:
+    """Each source with its findings' fixes applied: (the findings left, on the fixed code; the sources
+    as now on disk; the fixed code read from stdin, or None). A file edited since it was read keeps its
+    edits and its findings (one warning); a file that cannot be written is an error in `errors`."""
+    from critic.review.fixes import apply_each, newline, offsets, rebase, with_newline
+    from critic.review.reviewer import SourceFile
+
+    left, now, fixed_code = [], [], None
+    for index, (found, source) in enumerate(zip(reports, sources, strict=True)):
+        text = source.text
+        ending = newline(text)
+        fixes = {}  # finding -> its fix in the file's line endings, for fixes whose region is in the file
+        for i, f in enumerate(found):
+            if f.fix is not None:
+                with contextlib.suppress(ValueError):
+                    offsets(text, f.fix)
+                    fixes[i] = with_newline(f.fix, ending)
+        fixed, applied = apply_each(text, list(fixes.values()))
+        done = {i for i, ok in zip(fixes, applied, strict=True) if ok}
+        if index == stdin_at:
+            fixed_code = fixed
+        elif done and not _save(source.path, text, fixed, errors):
+            done = set()
+        if not done:
+            left.append(found)
+            now.append(source)
+            continue
+        moved = rebase(text, [fixes[i] for i in done])
+        left.append([_moved(f, moved) for i, f in enumerate(found) if i not in done])
+        now.append(SourceFile(source.path, fixed))
+    return left, now, fixed_code
+
+
+def _moved(f: Finding, moved: Callable[[int, int], tuple[int, int]]) -> Finding:
+    """A finding the fixes left, placed on the fixed code. Its own fix (it overlapped one applied) was
+    made for the old code: dropped; a new review gives it one for the new code."""
+    (line, column), (end_line, end_column) = moved(f.line, f.column), moved(f.end_line, f.end_column)
+    return replace(f, line=line, column=column, end_line=end_line, end_column=end_column, fix=None)
+
+
+def _save(path: str, reviewed: str, fixed: str, errors: list[str]) -> bool:
+    """Write the fixed code to `path`; False (a warning, or an error in `errors`) when it is not written."""
+    try:
+        if _write_fixed(Path(path), reviewed, fixed):
+            return True
+    except (OSError, UnicodeError) as err:
+        errors.append(f"{path}: cannot write the fixes ({getattr(err, 'strerror', None) or err})")
+        return False
+    print(
+        f"critic: warning: {path}: changed since it was reviewed; its fixes were not applied", file=sys.stderr
+    )
+    return False
+
+
+def _write_fixed(path: Path, reviewed: str, fixed: str) -> bool:
+    """Replace the file's text `reviewed` by `fixed` atomically (a temporary file in its directory, then
+    os.replace), keeping a UTF-8 BOM and the file's mode. False, writing nothing, when the file no
+    longer holds `reviewed`: someone edited it during the review, and their edit wins."""
+    target = Path(os.path.realpath(path))  # a symlink stays a link to the fixed file
+    data = target.read_bytes()
+    try:
+        if data.decode("utf-8-sig") != reviewed:
+            return False
+    except UnicodeDecodeError:
+        return False
+    bom = codecs.BOM_UTF8 if data.startswith(codecs.BOM_UTF8) else b""
+    encoded = bom + fixed.encode("utf-8")
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".critic-fix")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(encoded)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, stat.S_IMODE(target.stat().st_mode))
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return True
+
+
+def _summary(
+    findings: int,
+    files_with: int,
+    reviewed: int,
+    errors: int = 0,
+    hidden: int = 0,
+    fixed: int | None = None,
+    fixable: int = 0,
+) -> None:
+    """One line on stderr that agrees with the exit code: errors (2), findings left (1), or neither (0).
+    With --fix (`fixed` given) it says how many were fixed and remain, as ruff does; without, how many
+    --fix would repair."""
+    end = "."
     if findings:
         line = f"Found {_count(findings, 'finding')} in {files_with} of {_count(reviewed, 'file')}"
+        if fixed is not None:
+            line += f" ({fixed} fixed, {findings - fixed} remaining)"
+        elif fixable:
+            line += f" ({fixable} fixable with --fix)"
     elif not errors:
-        line = f"All checks passed! ({_count(reviewed, 'file')} reviewed)"
+        line, end = f"All checks passed! ({_count(reviewed, 'file')} reviewed)", ""
     else:
         line = f"No findings in {_count(reviewed, 'file')} reviewed" if reviewed else "No files reviewed"
     if errors:
         line += f", {_count(errors, 'error')}" if findings else f": {_count(errors, 'error')}"
-    line += "" if line.endswith(")") else "."
+    line += end
     if hidden:
         line += f" {_count(hidden, 'finding')} in the baseline not shown."
     print(line, file=sys.stderr)

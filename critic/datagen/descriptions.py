@@ -423,7 +423,7 @@ class _Markdown(str):
     """Text already rendered as markdown: inserted as it is."""
 
 
-def _inline(code: str) -> str:
+def inline_code(code: str) -> str:
     """`code` as markdown inline code that critic.core.critique.code_spans reads back as `code`: the
     fence is a backtick run that does not occur in it, padded with spaces where needed."""
     runs = {len(r) for r in re.findall(r"`+", code)}
@@ -446,7 +446,7 @@ class _Prose(string.Formatter):
             return value
         text = str(value)
         if format_spec == "code" and text.strip() and "\n" not in text and text in self.code:
-            return _inline(text)
+            return inline_code(text)
         if format_spec == "say" and text.replace(" ", "").isalpha():
             return f"'{text}'"
         return text.replace("`", "'")

@@ -356,7 +356,12 @@ def _negation(ctx: Ctx) -> Iterator[Site]:
                 "operand": one_line(operand),
                 "effect": INVERTED[truth_role(ctx, node)],
             }
-            yield Site(node, [_replace(ctx, node, node.operand, operand, **info)])
+            edits = [_replace(ctx, node, node.operand, operand, **info)]
+            if operand.startswith("(") and operand.endswith(")"):
+                # `not (a and b)` -> `a and b` where the parentheses are no longer needed (the edit
+                # is kept only if it parses to the same tree): how the code read before a `not` went in.
+                edits.append(_replace(ctx, node, node.operand, operand[1:-1].strip(), **info))
+            yield Site(node, edits)
         elif (
             isinstance(node, ast.expr)
             and not isinstance(node, (ast.Compare, ast.Constant, ast.UnaryOp))

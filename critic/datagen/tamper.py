@@ -34,7 +34,7 @@ from critic.datagen.analysis import Ctx, Source, compiles, first_line, split_lin
 from critic.datagen.descriptions import clip, describe, one_line, squash
 from critic.datagen.finders import BUG_KINDS, FINDERS, Edit, Site
 
-__all__ = ["Tampering", "candidate_sites", "tamper"]
+__all__ = ["Tampering", "apply_edit", "candidate_sites", "describe_edit", "tamper"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _expected_dump(ctx: Ctx, edit: Edit, k: int | None) -> str:
             block[index] = edit.target
 
 
-def _apply(ctx: Ctx, edit: Edit) -> tuple[str, str] | None:
+def apply_edit(ctx: Ctx, edit: Edit) -> tuple[str, str] | None:
     """The tampered code and the text that went in, if the edit parses to exactly the intended AST;
     otherwise None. Parenthesising the new text is tried when precedence needs it."""
     k = ctx.top_index(edit.target)
@@ -174,10 +174,15 @@ def _context(ctx: Ctx, edit: Edit, text: str, limit: int = 70) -> str:
 
 
 def _tampering(ctx: Ctx, kind: str, edit: Edit, rng: random.Random) -> Tampering | None:
-    applied = _apply(ctx, edit)
+    applied = apply_edit(ctx, edit)
     if applied is None:
         return None
-    code, text = applied
+    return describe_edit(ctx, kind, edit, *applied, rng)
+
+
+def describe_edit(ctx: Ctx, kind: str, edit: Edit, code: str, text: str, rng: random.Random) -> Tampering:
+    """The tampering that `edit` (applied: `code`, with `text` put in) makes of ctx's code: its bug
+    lines and a reviewer's description, phrased from the templates of critic.datagen.descriptions."""
     bug_lines, new_lines = _bug_lines(ctx, edit, code)
     line = strip_comment(new_lines[bug_lines[0] - 1]).strip() if bug_lines[0] <= len(new_lines) else ""
     quote = line if len(bug_lines) == 1 and len(line) <= 70 else _context(ctx, edit, text)

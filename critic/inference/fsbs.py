@@ -38,6 +38,7 @@ from critic.core.critique import (
 from critic.core.tokens import EOS, PAD
 from critic.datagen.rating import line_claim
 from critic.inference.calibration import Calibration
+from critic.inference.localizer import Localizer, LocatedBug, locate
 from critic.inference.quoting import QuoteConstraint, TokenTrie
 from critic.inference.sampling import Rows, extend, sample, select, start
 from critic.model import Gemma2CausalLM, Gemma2RewardModel
@@ -88,7 +89,8 @@ class SearchResult:
 
 
 class Critic:
-    """A policy, its reward model and their tokenizer: everything FSBS needs to critique code."""
+    """A policy, its reward model and their tokenizer: everything FSBS needs to critique code, and, with
+    a localizer, everything the repair search needs (`locate`)."""
 
     def __init__(
         self,
@@ -96,9 +98,11 @@ class Critic:
         reward: Gemma2RewardModel,
         tokenizer: Tokenizer,
         calibration: Calibration | None = None,
+        localizer: Localizer | None = None,
     ) -> None:
         self.policy, self.reward, self.tokenizer = policy.eval(), reward.eval(), tokenizer
         self.calibration = calibration or Calibration()
+        self.localizer = localizer or Localizer()
         config = policy.config
         if reward.config.vocab_size != config.vocab_size:
             raise ValueError("policy and reward model have different vocabularies")
@@ -119,6 +123,10 @@ class Critic:
 
     def prompt_ids(self, code: str) -> list[int]:
         return self.encode(request(code))
+
+    def locate(self, code: str, max_lines: int = 10) -> list[LocatedBug]:
+        """The repair search: the most suspect lines, each with its fix (critic.inference.localizer)."""
+        return locate(self.policy, self.tokenizer, self.localizer, code, max_lines)
 
     def _scored_ids(self, critique: str) -> list[int]:
         # What the reward model was trained on: the critique as a finished model turn, then <eos>.

@@ -251,13 +251,23 @@ def branch_masks(
     segment_ids: torch.Tensor, position_ids: torch.Tensor, window: int, dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
     """Additive masks [B, 1, T, T] for rows packing one shared prefix (segment 0) and branches
-    (segments 1, 2, ...), padding being -1. A branch sees the prefix and itself, never another branch,
-    so each branch's states equal those of prefix + branch alone while the prefix is computed once.
-    Order and window follow positions, not indices: every branch's positions continue the prefix's."""
+    (segments 1, 2, ...), padding being -1. A branch sees itself and the prefix's positions before its
+    own first position, never another branch, so each branch's states equal those of that part of the
+    prefix + branch alone while the prefix is computed once. A branch that continues the whole prefix
+    sees all of it; one that starts at position p replaces the prefix from p on (an edited copy of the
+    prefix, scored without recomputing what comes before the edit). Order and window follow
+    positions, not indices."""
     seg_q, seg_k = segment_ids[:, :, None], segment_ids[:, None, :]
     pos = position_ids.expand(segment_ids.shape)
     pos_q, pos_k = pos[:, :, None], pos[:, None, :]
-    allowed = (seg_k >= 0) & ((seg_k == 0) | (seg_k == seg_q)) & (pos_k <= pos_q)
+    # Each segment's first position; a prefix (or padding) query sees prefix keys up to itself.
+    segments = int(segment_ids.max().item()) + 1 if segment_ids.numel() else 1
+    never = torch.iinfo(pos.dtype).max
+    first = torch.full((pos.shape[0], segments), never, dtype=pos.dtype, device=pos.device)
+    first = first.scatter_reduce(1, segment_ids.clamp(min=0), pos, "amin")
+    limit = torch.where(segment_ids > 0, first.gather(1, segment_ids.clamp(min=0)), pos + 1)[:, :, None]
+    from_prefix = (seg_k == 0) & (pos_k < limit)
+    allowed = (seg_k >= 0) & (from_prefix | ((seg_k == seg_q) & (pos_k <= pos_q)))
     zero = torch.zeros((), dtype=dtype, device=segment_ids.device)
     low = torch.finfo(dtype).min
     return {

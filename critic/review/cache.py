@@ -1,13 +1,14 @@
 """`critic review`'s cache: a chunk whose code, critic and search settings are unchanged is not searched
 again.
 
-What is cached is FSBS's whole result for one chunk (its best critique, every candidate, and the
-highlights with their confidences), keyed by everything that result depends on:
+What is cached is the search's whole result for one chunk: the repair search's suspect lines (each
+with its lines, fix, comment and confidence), or FSBS's best critique, every candidate, and the
+highlights with their confidences; keyed by everything that result depends on:
 
 - the critic: the bytes of every file `load_critic` reads (see `reviewer.critic_files`: both configs
   and weights, the tokenizer, the calibration), plus the installed critic's version, since the search
   is code too;
-- the search: every FSBS setting and the seed;
+- the search: which one, and for FSBS every setting and the seed (the repair search has neither);
 - the chunk's code, dedented, exactly as the critic reads it.
 
 Nothing else goes into the search, so a hit is what a fresh search of that chunk returned, and findings
@@ -26,7 +27,8 @@ it never needs adding to a project's own, and deleting it at any time is safe.
 
 Layout, one JSON file per entry (never pickle), under a format version:
 
-    v1/chunks/ab/<sha256 key>.json   {"key": ..., "result": {...}}     one chunk's search
+    v1/chunks/ab/<sha256 key>.json   {"key": ..., "located": [...]}    one chunk's repair search,
+                                     {"key": ..., "result": {...}}     or FSBS search
     v1/files/cd/<sha256>.json        {"sha256": ...}                   a critic file's digest,
                                      keyed by (path, size, mtime_ns), so a warm run hashes nothing
 
@@ -57,6 +59,7 @@ from typing import Any
 
 from critic.core.critique import Highlight
 from critic.inference.fsbs import Candidate, SearchResult
+from critic.inference.localizer import LocatedBug
 from critic.review.settings import ReviewSettings, find_pyproject
 
 FORMAT = "v1"  # bump when an entry's meaning or layout changes: old entries are then never read
@@ -121,29 +124,36 @@ class ReviewCache:
     @staticmethod
     def chunk_key(weights: str, settings: ReviewSettings, code: str) -> str:
         """Everything one chunk's search depends on (see the module docstring)."""
+        search = {"fsbs": asdict(settings.fsbs), "seed": settings.seed} if settings.search == "fsbs" else {}
         fields = {
             "critic": _package_version(),
             "weights": weights,
-            "fsbs": asdict(settings.fsbs),
-            "seed": settings.seed,
+            "search": settings.search,
+            **search,
             "code": code,
         }
         return _sha256(json.dumps(fields, sort_keys=True))
 
     # -- entries -----------------------------------------------------------------------------------
 
-    def get(self, key: str) -> SearchResult | None:
+    def get(self, key: str) -> SearchResult | list[LocatedBug] | None:
         """The cached search of the chunk with this key, or None (never cached, or unreadable)."""
         stored = _read(self._path("chunks", key))
         if stored is None or stored.get("key") != key:
             return None
         try:
+            if "located" in stored:
+                return [LocatedBug.from_dict(bug) for bug in stored["located"]]
             return _decode(stored["result"])
         except (KeyError, IndexError, TypeError, ValueError):
             return None
 
-    def put(self, key: str, result: SearchResult) -> None:
-        self._write(self._path("chunks", key), {"key": key, "result": _encode(result)})
+    def put(self, key: str, result: SearchResult | list[LocatedBug]) -> None:
+        if isinstance(result, SearchResult):
+            entry = {"key": key, "result": _encode(result)}
+        else:
+            entry = {"key": key, "located": [bug.as_dict() for bug in result]}
+        self._write(self._path("chunks", key), entry)
 
     def _path(self, kind: str, key: str) -> Path:
         return self._root / kind / key[:2] / f"{key}.json"

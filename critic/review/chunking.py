@@ -33,9 +33,13 @@ class Chunk:
         return range(self.start_line, self.end_line + 1)
 
 
-def chunk_source(source: str, max_tokens: int, count_tokens: TokenCounter) -> list[Chunk]:
+def chunk_source(
+    source: str, max_tokens: int, count_tokens: TokenCounter, alone: bool = False
+) -> list[Chunk]:
     """Chunks covering every non-blank line of `source`, each at most `max_tokens` (where a single
-    line is not longer than that on its own)."""
+    line is not longer than that on its own). With `alone`, every unit is read on its own, never merged
+    with its neighbours, and the comment lines above it are left out: what is said about a function then
+    depends on that function only, so editing code elsewhere in the file changes nothing about it."""
     lines = code_lines(source)
     source = "\n".join(lines)
     try:
@@ -51,8 +55,9 @@ def chunk_source(source: str, max_tokens: int, count_tokens: TokenCounter) -> li
         else:
             fitted.extend((a, b, False) for a, b in _line_runs(lines, first, last, max_tokens, count_tokens))
     chunks = []
-    for first, last in _merge(fitted, lines, max_tokens, count_tokens):
-        first, last = _trim(lines, first, last)
+    units = [(a, b) for a, b, _ in fitted] if alone else _merge(fitted, lines, max_tokens, count_tokens)
+    for first, last in units:
+        first, last = _trim(lines, first, last, comments=alone)
         if first <= last:
             chunks.append(_dedented(lines, first, last))
     return chunks
@@ -120,8 +125,11 @@ def _merge(spans, lines, max_tokens: int, count_tokens: TokenCounter) -> list[tu
     return [(first, last) for first, last, _ in merged]
 
 
-def _trim(lines, first: int, last: int) -> tuple[int, int]:
-    while first <= last and not lines[first - 1].strip():
+def _trim(lines, first: int, last: int, comments: bool = False) -> tuple[int, int]:
+    """Blank lines off both ends; with `comments`, comment-only lines off the front too."""
+    while first <= last and (
+        not lines[first - 1].strip() or (comments and lines[first - 1].lstrip()[:1] == "#")
+    ):
         first += 1
     while last >= first and not lines[last - 1].strip():
         last -= 1

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from critic.core.critique import Highlight, code_lines
-from critic.core.rules import classify
+from critic.core.rules import classify, for_kind
 from critic.inference.fsbs import Critic, SearchResult
+from critic.inference.localizer import LocatedBug
 from critic.review.chunking import Chunk, chunk_source
+from critic.review.fixes import Fix, fix_at
 from critic.review.settings import ReviewSettings
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
 # Rows of one search are chunks x keep x samples: this many chunks keep a batch near 32 rows.
 CHUNKS_PER_BATCH = 4
+# Suspect lines the repair search keeps per chunk: enough for max-findings and for `critic eval`'s sweep.
+LOCATED_PER_CHUNK = 10
 # A quote this short ("i", "x)") matches somewhere in almost any code: it cannot point at a line.
 MIN_QUOTE_CHARS = 4
 _IGNORE_FILE = re.compile(r"#\s*critic:\s*ignore-file\b")
@@ -53,6 +57,7 @@ class Finding:
     comment: str
     quote: str
     score: float
+    fix: Fix | None = None  # replacement text that repairs what the finding reports (critic.review.fixes)
 
     @property
     def fingerprint(self) -> str:
@@ -78,15 +83,27 @@ def load_critic(settings: ReviewSettings, tokenizer: Tokenizer | None = None) ->
     from critic.core.errors import UserError
     from critic.core.tokenizer import load_tokenizer
     from critic.inference.calibration import Calibration
+    from critic.inference.localizer import Localizer
     from critic.model import load_causal_lm, load_reward_model
 
     policy = load_causal_lm(settings.model)
     reward = load_reward_model(settings.reward_model)
     tokenizer = tokenizer or load_tokenizer(settings.model)
     try:
-        return Critic(policy, reward, tokenizer, Calibration.load(settings.reward_model))
+        localizer = Localizer.load(localizer_path(settings))
+        return Critic(policy, reward, tokenizer, Calibration.load(settings.reward_model), localizer)
     except ValueError as err:
         raise UserError(f"{settings.model}: {err}") from err
+
+
+def localizer_path(settings: ReviewSettings) -> Path:
+    """The policy's own localizer.json, else the shipped critic's: a checkpoint from elsewhere (a public
+    Gemma 2) has none, and the shipped one weighs the same features."""
+    from critic.inference.localizer import FILE
+    from critic.review.settings import default_critic_dir
+
+    own = Path(settings.model) / FILE
+    return own if own.is_file() else default_critic_dir() / "policy" / FILE
 
 
 def critic_files(settings: ReviewSettings) -> list[Path]:
@@ -100,7 +117,8 @@ def critic_files(settings: ReviewSettings) -> list[Path]:
         found += [directory / "config.json", directory / INDEX_NAME, *weight_files(directory)]
     tokenizer = Path(settings.model) / "tokenizer.json"
     default = Path(str(DEFAULT_TOKENIZER_PATH))
-    return [*found, tokenizer if tokenizer.is_file() else default, Path(settings.reward_model) / CALIBRATION]
+    calibration = Path(settings.reward_model) / CALIBRATION
+    return [*found, tokenizer if tokenizer.is_file() else default, calibration, localizer_path(settings)]
 
 
 class LazyCritic:
@@ -130,6 +148,9 @@ class LazyCritic:
 
     def search(self, *args, **kwargs) -> list[SearchResult]:
         return self.loaded.search(*args, **kwargs)
+
+    def locate(self, *args, **kwargs) -> list[LocatedBug]:
+        return self.loaded.locate(*args, **kwargs)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
@@ -180,7 +201,9 @@ def raw_findings(
         if _IGNORE_FILE.search(source.text):
             continue
         lines = None if changed is None else changed.get(source.path, set())
-        for chunk in chunk_source(source.text, settings.chunk_tokens, count):
+        for chunk in chunk_source(
+            source.text, settings.chunk_tokens, count, alone=settings.search == "repairs"
+        ):
             if lines is None or any(n in lines for n in chunk.lines):
                 jobs.append(_Job(index, chunk))
     results = _search(critic, [job.chunk.code for job in jobs], settings, progress, cache)
@@ -189,9 +212,12 @@ def raw_findings(
         searches[:] = [[] for _ in sources]
     for job, result in zip(jobs, results, strict=True):
         source = sources[job.file]
-        raw[job.file].extend(_finding(source, job.chunk, h, score) for h, score in result.findings)
-        if searches is not None:
-            searches[job.file].append(result)
+        if isinstance(result, SearchResult):
+            raw[job.file].extend(_finding(source, job.chunk, h, score) for h, score in result.findings)
+            if searches is not None:
+                searches[job.file].append(result)
+        else:
+            raw[job.file].extend(located_finding(source, job.chunk, bug) for bug in result)
     return raw
 
 
@@ -202,10 +228,11 @@ def _search(
     progress: Callable[[int, int], None] | None,
     cache: ReviewCache | None,
 ) -> list[SearchResult]:
-    """FSBS's result for each chunk code, searched CHUNKS_PER_BATCH at a time; with a cache, only the
-    codes it does not hold are searched, each once, and stored as their batch finishes."""
+    """The search's result for each chunk code (FSBS's, or the repair search's suspect lines),
+    CHUNKS_PER_BATCH at a time; with a cache, only the codes it does not hold are searched, each once,
+    and stored as their batch finishes."""
     keys = [str(i) for i in range(len(codes))]
-    found: dict[str, SearchResult] = {}
+    found: dict[str, SearchResult | list[LocatedBug]] = {}
     if cache is not None and codes:
         weights = cache.weights_digest(critic_files(settings))
         keys = [cache.chunk_key(weights, settings, code) for code in codes]
@@ -217,8 +244,12 @@ def _search(
         progress(done, len(codes))
     for start in range(0, len(pending), CHUNKS_PER_BATCH):
         batch = pending[start : start + CHUNKS_PER_BATCH]
-        prompts = [critic.prompt_ids(code) for _, code in batch]
-        results = critic.search(prompts, [code for _, code in batch], settings.fsbs, seed=settings.seed)
+        results: list[SearchResult] | list[list[LocatedBug]]
+        if settings.search == "repairs":
+            results = [critic.locate(code, LOCATED_PER_CHUNK) for _, code in batch]
+        else:
+            prompts = [critic.prompt_ids(code) for _, code in batch]
+            results = critic.search(prompts, [code for _, code in batch], settings.fsbs, seed=settings.seed)
         for (key, _), result in zip(batch, results, strict=True):
             found[key] = result
             if cache is not None:
@@ -251,6 +282,34 @@ def _finding(source: SourceFile, chunk: Chunk, h: Highlight, score: float) -> Fi
         comment,
         h.quote,
         score,
+    )
+
+
+def located_finding(source: SourceFile, chunk: Chunk, bug: LocatedBug) -> Finding:
+    """A suspect line of the repair search as a finding on file lines, with its fix. The quote is the
+    bug's lines as written (what a baseline's fingerprint matches on), the span the edit's."""
+    chunk_lines = code_lines(chunk.code)
+    last = min(bug.end_line, len(chunk_lines))
+    quote = "\n".join(line.strip() for line in chunk_lines[bug.line - 1 : last])
+    # A replacement spanning lines gets back the indent the chunk's dedent took from its later lines.
+    text = bug.text.replace("\n", "\n" + " " * chunk.indent)
+    fix = fix_at(chunk.code, bug.start, bug.end, text, chunk.start_line, chunk.indent)
+    return Finding(
+        source.path,
+        chunk.start_line + bug.line - 1,
+        fix.column
+        if fix.line == chunk.start_line + bug.line - 1
+        else chunk.indent + _column(chunk_lines[bug.line - 1], "") + 1,
+        chunk.start_line + last - 1,
+        fix.end_column
+        if fix.end_line == chunk.start_line + last - 1
+        else chunk.indent + len(chunk_lines[last - 1]) + 1,
+        for_kind(bug.kind).code,
+        _first_sentence(bug.comment),
+        bug.comment,
+        quote,
+        bug.score,
+        fix,
     )
 
 

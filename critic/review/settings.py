@@ -17,6 +17,11 @@ from critic.core.errors import UserError
 from critic.inference.fsbs import FSBSSettings
 
 FORMATS = ("concise", "full", "json", "sarif", "github")
+# How findings are searched for: "repairs" scores every candidate repair of every line with the policy's
+# language model and writes each comment from the bug taxonomy's sentence forms (readable by construction,
+# with a fix); "fsbs" is CriticGPT's Force Sampling Beam Search over free-text critiques, for a
+# checkpoint fluent enough to write its own (the shipped critic is not, so it refuses "fsbs").
+SEARCHES = ("repairs", "fsbs")
 
 
 def default_critic_dir() -> Path:
@@ -42,6 +47,7 @@ class ReviewSettings:
     temperature: float = 1.0
     seed: int = 0
     chunk_tokens: int = 512  # code tokens per prompt
+    search: str = "repairs"  # SEARCHES
     exclude: tuple[str, ...] = ()  # glob patterns (relative paths) skipped when walking directories
     baseline: Path | None = None  # known findings not reported again (critic/review/baseline.py)
     format: str = "concise"
@@ -53,6 +59,13 @@ class ReviewSettings:
             raise UserError("max-findings must be >= 0")
         if self.chunk_tokens < 16:
             raise UserError("chunk-tokens must be at least 16")
+        if self.search not in SEARCHES:
+            raise UserError(f"unknown search {self.search!r} (choose from {', '.join(SEARCHES)})")
+        shipped = (default_critic_dir() / "policy").resolve()
+        if self.search == "fsbs" and Path(self.model).resolve() == shipped:
+            raise UserError(
+                "the shipped critic writes no readable free text: search 'fsbs' needs a fluent --model"
+            )
         if self.format not in FORMATS:
             raise UserError(f"unknown format {self.format!r} (choose from {', '.join(FORMATS)})")
         try:
