@@ -16,7 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import case, func
+from sqlmodel import col
+
 from critic.annotation_app.auth import AppError
+from critic.annotation_app.db import Critique
 from critic.core.critique import NO_BUGS, format_critique, parse_critique
 from critic.datagen.rating import gold_critique, rate_critique
 
@@ -73,6 +77,19 @@ def search_of(settings: dict[str, Any] | None) -> str | None:
     if "search" in settings:
         return str(settings["search"])
     return "fsbs" if "seeds" in settings else None
+
+
+def shown_to_people():
+    """The SQL filter on `Critique` rows that every reader building what a person sees applies (compare
+    cards, their ratings, the assisted writers' start): `search_of(fsbs_settings) != "fsbs"`. FSBS's
+    critiques, from a 2M-parameter critic's free text, are word salad; their rows and ratings stay, for
+    exports and the per-origin report, but nobody is shown them again. One SQL twin of `search_of`,
+    so the compare gate can count in the claim query what the card will show."""
+    settings = col(Critique.fsbs_settings)
+    search = func.coalesce(
+        settings["search"].as_string(), case((settings["seeds"].as_string().is_not(None), "fsbs"), else_="")
+    )
+    return search != "fsbs"
 
 
 def repair_critique(code: str, found: Sequence[LocatedBug], min_score: float, max_findings: int) -> str:
@@ -171,4 +188,5 @@ __all__ = [
     "repair_critique",
     "run_sample_tests",
     "search_of",
+    "shown_to_people",
 ]

@@ -56,6 +56,7 @@ from critic.annotation_app.checker import (
     check_tampering,
     run_sample_tests,
     search_of,
+    shown_to_people,
 )
 from critic.annotation_app.db import (
     RATED_FIELDS,
@@ -74,12 +75,15 @@ from critic.annotation_app.throttle import TooManyAttempts
 from critic.annotation_app.transactions import reading
 from critic.annotation_app.writing import (
     MAX_HIGHLIGHTS,
+    START_GONE,
     WriteTask,
     claim_count,
     get_writers,
     next_write_task,
     set_writers,
+    settle_mode,
     skip_write_task,
+    start_gone,
     submit_critique,
     takes_tasks,
     write_tasks_left,
@@ -110,6 +114,7 @@ __all__ = [
     "MAX_RATIONALE",
     "MAX_SESSION_LIFETIME_HOURS",
     "MIN_PASSWORD",
+    "MIN_SHOWN",
     "ORIGINS",
     "RATED_FIELDS",
     "ROLES",
@@ -129,6 +134,7 @@ __all__ = [
     "authenticate",
     "check_sample",
     "check_tampering",
+    "comparable",
     "create_user",
     "export_dataset",
     "get_assignment_ttl",
@@ -154,6 +160,7 @@ __all__ = [
     "set_overlap",
     "set_session_limits",
     "set_writers",
+    "shown_critiques",
     "skip_sample",
     "skip_write_task",
     "submit_critique",
@@ -176,11 +183,11 @@ MAX_ASSIGNMENT_TTL_HOURS = 24.0 * 365
 MAX_SESSION_LIFETIME_HOURS = 24.0 * 365
 MAX_OVERLAP = 10
 CRITIQUES_PER_TASK = CHECK_SEARCHES + 1  # the critic's critique and the gold critique
-# A tampering checked before the repair search holds this many model critiques (FSBS, seeds 0..2).
-FSBS_CHECK_SEARCHES = 3
 MAX_WRITERS = 4  # written critiques (human, assisted) a tampering may collect before it is rated
-# The most critiques one compare task can show, a tampering from the FSBS checks included.
-MAX_CRITIQUES = max(CHECK_SEARCHES, FSBS_CHECK_SEARCHES) + 1 + MAX_WRITERS
+# The most critiques one compare task can show. A tampering checked before the repair search also holds
+# three FSBS critiques (seeds 0..2), but those are never shown (checker.shown_to_people).
+MAX_CRITIQUES = CRITIQUES_PER_TASK + MAX_WRITERS
+MIN_SHOWN = 2  # critiques a compare task needs: a rater compares them
 _RETRIES = 3  # a claim that loses a race (unique constraint) is retried with fresh data
 
 T = TypeVar("T")
@@ -342,7 +349,9 @@ def save_draft(session: Session, user: User, kind: str, item_id: int, payload: d
 
     A draft for a task already submitted is dropped silently: a debounced save can arrive after the
     submission that made it obsolete. A draft for an expired task is refused with the expiry message:
-    the user must learn that the work is no longer theirs. Saving counts as activity (`touch`).
+    the user must learn that the work is no longer theirs. Saving counts as activity (`touch`). A
+    draft of an assisted write task that started from an FSBS critique is refused (`writing.start_gone`):
+    it holds that critique's text, and the page that sent it must reload.
     """
     _check_kind(kind)
     if not isinstance(payload, dict):
@@ -362,6 +371,8 @@ def save_draft(session: Session, user: User, kind: str, item_id: int, payload: d
             raise AppError(_expired_message(session))
         if held.status != "open":
             return
+        if kind == "write" and start_gone(session, held):
+            raise AppError(START_GONE)
         touch(held)  # working on a task keeps it
         session.add(held)
         found = session.get(Draft, (user.id, kind, item_id))
@@ -377,9 +388,13 @@ def save_draft(session: Session, user: User, kind: str, item_id: int, payload: d
 
 
 def load_draft(session: Session, user: User, kind: str, item_id: int) -> dict | None:
-    """The user's own draft of a task, or None. Nobody reads another user's drafts."""
+    """The user's own draft of a task, or None. Nobody reads another user's drafts. A write task's
+    mode is settled first (`writing.settle_mode`): a draft built on an FSBS critique is dropped."""
     _check_kind(kind)
     with _unit(session):
+        held = _assignment(session, kind, user.id, item_id) if kind == "write" else None
+        if held is not None:
+            settle_mode(session, held)
         return _draft(session, user.id, kind, item_id)
 
 
@@ -648,17 +663,56 @@ def get_overlap(session: Session) -> int:
     return int(found.value) if found is not None else DEFAULT_OVERLAP
 
 
+def shown_critiques(tampering_id: int, what: Any = Critique):
+    """The query of `what` (the rows, or a column) of a tampering's critiques that a rater sees and rates,
+    in display order: all but the FSBS checks' word salad (checker.shown_to_people), so a card and the
+    ratings it asks for agree."""
+    return (
+        select(what)
+        .where(Critique.tampering_id == tampering_id, shown_to_people())
+        .order_by(col(Critique.position))
+    )
+
+
+def comparable():
+    """Per tampering (correlated with the outer Tampering.id): it shows at least MIN_SHOWN critiques. A
+    tampering from the FSBS checks with no written critiques shows only the gold one, so it gets no
+    compare task rather than a card with nothing to compare."""
+    shown = (
+        select(func.count())
+        .select_from(Critique)
+        .where(Critique.tampering_id == Tampering.id, shown_to_people())
+        .scalar_subquery()
+    )
+    return shown >= MIN_SHOWN
+
+
+def _comparable(session: Session, tampering_id: int) -> bool:
+    return bool(session.exec(select(comparable()).where(Tampering.id == tampering_id)).first())
+
+
 def next_compare_task(session: Session, user: User) -> CompareTask | None:
     """The task the user is rating, or a newly claimed one: the oldest tampering they neither tampered
     nor wrote a critique of, have not rated, whose `writers` written critiques are in (or whose rating
-    has begun), and that still has fewer than `overlap` live claims (open or done). None when there is
-    none, or when the user takes no tasks. Fetching it counts as activity."""
+    has begun), that shows at least MIN_SHOWN critiques (`comparable`), and that still has fewer than
+    `overlap` live claims (open or done). None when there is none, or when the user takes no tasks.
+    Fetching it counts as activity.
+
+    The card shows `shown_critiques`: never the FSBS checks' model critiques. A task held since before
+    they were hidden that no longer shows MIN_SHOWN is marked skipped (its draft dropped) and another
+    one is claimed: it could never be submitted."""
 
     def claim() -> CompareTask | None:
         if not takes_tasks(session, user):
             return None
         expire_stale(session)
         held = _open_assignment(session, "compare", user.id)
+        while held is not None and not _comparable(session, held.item_id):
+            held.status = "skipped"
+            session.add(held)
+            _delete_draft(session, user.id, "compare", held.item_id)
+            session.flush()
+            held = _open_assignment(session, "compare", user.id)
         if held is not None:
             touch(held)
             session.add(held)
@@ -676,6 +730,7 @@ def next_compare_task(session: Session, user: User) -> CompareTask | None:
                     Tampering.author_id != user.id,
                     col(Tampering.id).not_in(mine),
                     claim_count("compare", LIVE) < overlap,
+                    comparable(),
                     # Its written critiques are in, or its rating began before `writers` was raised:
                     # its critiques are fixed either way, and its raters must be able to finish it.
                     or_(claim_count("write", ("done",)) >= writers, claim_count("compare", LIVE) > 0),
@@ -725,9 +780,7 @@ def next_compare_task(session: Session, user: User) -> CompareTask | None:
         tampering = session.get(Tampering, held.item_id)
         if tampering is None:
             raise AppError(f"task {held.item_id} no longer exists")
-        critiques = session.exec(
-            select(Critique).where(Critique.tampering_id == tampering.id).order_by(col(Critique.position))
-        ).all()
+        critiques = session.exec(shown_critiques(tampering.id)).all()
         sample = session.get(CodeSample, tampering.sample_id)
         return CompareTask(
             tampering.id,
@@ -744,7 +797,8 @@ def next_compare_task(session: Session, user: User) -> CompareTask | None:
 def submit_ratings(session: Session, user: User, tampering_id: int, ratings: dict[int, RatingInput]) -> None:
     """Store the user's rubric ratings of every critique of a task, close the task and drop its draft:
     all in one transaction, so a crash leaves either all of it or none. A refusal lists every problem
-    of every critique at once (`rating_problems`), so the rater fixes them in one pass.
+    of every critique at once (`rating_problems`), so the rater fixes them in one pass. The critiques
+    to rate are the card's (`shown_critiques`): a hidden FSBS critique is neither asked for nor accepted.
 
     The hot path of a rating session: it loads the columns it checks, not whole rows, and writes the
     ratings in one flush."""
@@ -758,9 +812,7 @@ def submit_ratings(session: Session, user: User, tampering_id: int, ratings: dic
         if held is None:
             raise Forbidden(f"task {tampering_id} is not assigned to you")
         _require_open(session, held, "you already submitted ratings for this task")
-        critique_ids = session.exec(
-            select(Critique.id).where(Critique.tampering_id == tampering_id).order_by(col(Critique.position))
-        ).all()
+        critique_ids = session.exec(shown_critiques(tampering_id, Critique.id)).all()
         rows = _rating_rows(user, critique_ids, ratings)
         try:
             session.add_all(rows)
@@ -1123,7 +1175,12 @@ def my_progress(session: Session, user: User) -> dict[str, dict[str, int]]:
         of_user = Assignment.user_id == user.id
         columns = select(Assignment.kind, Assignment.item_id, Assignment.status)
         mine = session.exec(columns.where(of_user)).all()
-        holding = set(session.exec(select(Assignment.kind).where(of_user, fresh)).all())
+        # A held compare task with too few critiques to show is released at the next claim: not left.
+        still_held = or_(
+            Assignment.kind != "compare",
+            col(Assignment.item_id).in_(select(Tampering.id).where(comparable())),
+        )
+        holding = set(session.exec(select(Assignment.kind).where(of_user, fresh, still_held)).all())
         done = {kind: sum(k == kind and status == "done" for k, _, status in mine) for kind in kinds}
         had_sample = [item for k, item, _ in mine if k == "tamper"]
         never_had = select(func.count()).select_from(CodeSample).where(col(CodeSample.id).not_in(had_sample))
@@ -1140,6 +1197,7 @@ def my_progress(session: Session, user: User) -> dict[str, dict[str, int]]:
                 Tampering.author_id != user.id,
                 col(Tampering.id).not_in(had_tampering),
                 claims < get_overlap(session),
+                comparable(),
             )
             left["compare"] = session.exec(open_to_me).one() + ("compare" in holding)
     if user.takes_tasks:

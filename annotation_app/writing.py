@@ -3,9 +3,11 @@
 An annotator writes a critique (highlights: an exact quote of the code and a comment on it, plus an
 optional preamble) of someone else's tampering without being told the bug. In mode `human` they start
 from nothing; in mode `assisted` from the critic's own critique of the code, stored when the tamperer
-checked it, so no critic runs here. What the writer did with each highlight is logged
-(`HighlightEvent`): that log, and the ratings the written critiques get next to the critic's, are
-what the teams experiment measures.
+checked it, so no critic runs here. Only a readable one (the repair search's) is a start: a tampering
+whose model critiques the old FSBS checks wrote is written in mode human (`settle_mode`), so "assisted"
+in the per-origin report always means started from a readable critic critique. What the writer did
+with each highlight is logged (`HighlightEvent`): that log, and the ratings the written critiques get
+next to the critic's, are what the teams experiment measures.
 
 The `writers` setting (0: off) is how many written critiques each tampering collects before its
 compare tasks open (store.next_compare_task holds them back until then). Writers take turns in mode,
@@ -27,12 +29,17 @@ from sqlmodel import Session, col, select
 
 from critic.annotation_app import audit
 from critic.annotation_app.auth import AppError, Forbidden
+from critic.annotation_app.checker import shown_to_people
 from critic.annotation_app.db import Assignment, Critique, HighlightEvent, Setting, Tampering, User
 from critic.annotation_app.report import origin_of
 from critic.core.critique import Highlight, format_critique, line_span_of, parse_critique
 
 MODES = ("human", "assisted")
 MAX_HIGHLIGHTS = 20
+START_GONE = (
+    "the critic's critique this task started from is no longer shown (an old check wrote it): "
+    "reload the task, which now starts empty"
+)
 
 
 @dataclass
@@ -136,30 +143,55 @@ def _mode(tampering_id: int, live_modes: list[str], writers: int) -> str:
 # --- the task --------------------------------------------------------------------------------------
 
 
-def _critic_critique(session: Session, tampering_id: int) -> str:
-    """The critique an assisted writer starts from: the tampering's model critique with the lowest id.
+def _critic_critique(session: Session, tampering_id: int) -> str | None:
+    """The critique an assisted writer starts from: the tampering's shown model critique with the lowest
+    id, or None when it has none.
 
-    The check stores one (the repair search's); a tampering checked before it holds three FSBS searches'
-    critiques (seeds 0..2) in a shuffled display order, so no row says which search was seed 0, and the
-    lowest id is a fixed pick among them, the same for every writer of the tampering. Written critiques
-    are not model critiques, so writers' work never becomes another writer's start.
+    The check stores one (the repair search's). A tampering checked before it holds three FSBS searches'
+    critiques, which are never shown (checker.shown_to_people): it has none. Written critiques are not
+    model critiques, so writers' work never becomes another writer's start.
     """
     rows = session.exec(
         select(Critique.origin, Critique.text)
-        .where(Critique.tampering_id == tampering_id)
+        .where(Critique.tampering_id == tampering_id, shown_to_people())
         .order_by(col(Critique.id))
     ).all()
     for origin, text in rows:
         if origin_of(origin) == "model":
             return text
-    raise AppError(f"tampering {tampering_id} has no critic critique to start from")
+    return None
+
+
+def start_gone(session: Session, held: Assignment) -> bool:
+    """Whether an open assisted write task has no critic critique to start from (only FSBS's)."""
+    return (
+        held.status == "open" and held.mode == "assisted" and _critic_critique(session, held.item_id) is None
+    )
+
+
+def settle_mode(session: Session, held: Assignment) -> str:
+    """The write task's mode, after an assisted one with no critic critique to start from (`start_gone`)
+    falls back to human: stored on the assignment, so its critique is recorded as human, and its draft,
+    which holds the FSBS critique's text, is dropped. Assisted must mean started from a readable one."""
+    from critic.annotation_app import store
+
+    if start_gone(session, held):
+        held.mode = "human"
+        session.add(held)
+        store._delete_draft(session, held.user_id, "write", held.item_id)
+        session.flush()
+    return held.mode or "human"
 
 
 def _start(session: Session, tampering: Tampering, mode: str) -> tuple[list[Highlight], str]:
-    """The highlights and preamble a writer starts from: the critic's for assisted, nothing for human."""
+    """The highlights and preamble a writer starts from: the critic's for assisted, nothing for human.
+    AppError (START_GONE) for assisted without a critic critique: `settle_mode` comes first."""
     if mode != "assisted":
         return [], ""
-    parsed = parse_critique(_critic_critique(session, tampering.id), tampering.code)
+    text = _critic_critique(session, tampering.id)
+    if text is None:
+        raise AppError(START_GONE)
+    parsed = parse_critique(text, tampering.code)
     return parsed.highlights, parsed.preamble
 
 
@@ -167,7 +199,7 @@ def _task(session: Session, held: Assignment) -> WriteTask:
     tampering = session.get(Tampering, held.item_id)
     if tampering is None:
         raise AppError(f"tampering {held.item_id} no longer exists")
-    mode = held.mode or "human"
+    mode = settle_mode(session, held)
     highlights, preamble = _start(session, tampering, mode)
     from critic.annotation_app import store
 
@@ -183,7 +215,8 @@ def _task(session: Session, held: Assignment) -> WriteTask:
 
 def next_write_task(session: Session, user: User) -> WriteTask | None:
     """The write task the user holds, or a newly claimed one: the oldest tampering they may write for
-    with a free slot. None when writing is off, the user takes no tasks, or nothing is left."""
+    with a free slot. None when writing is off, the user takes no tasks, or nothing is left. Its mode is
+    settled (`settle_mode`): assisted only with a readable critic critique to start from."""
     from critic.annotation_app import store
 
     def claim() -> WriteTask | None:
@@ -259,7 +292,8 @@ def submit_critique(
     order of all its critiques, which is fixed from then on. One transaction; returns the critique id.
 
     `highlights`: {"quote", "comment", "source_index"} each, `source_index` the index of the critic's
-    highlight (WriteTask.highlights) it started from, or None for one the writer added.
+    highlight (WriteTask.highlights) it started from, or None for one the writer added. An assisted
+    task whose start was an FSBS critique is refused (START_GONE): its page must reload and start empty.
     """
     from critic.annotation_app import store
 
@@ -445,12 +479,15 @@ def _reshuffle(session: Session, tampering_id: int, critique_id: int) -> int:
 __all__ = [
     "MAX_HIGHLIGHTS",
     "MODES",
+    "START_GONE",
     "WriteTask",
     "claim_count",
     "get_writers",
     "next_write_task",
     "set_writers",
+    "settle_mode",
     "skip_write_task",
+    "start_gone",
     "submit_critique",
     "takes_tasks",
     "write_tasks_left",

@@ -8,14 +8,16 @@ is whether applying it gives back the original exactly, so the fitted probabilit
 proposed fix is the right one, and a line's score, its best repair's, how likely the bug is there.
 
 Each function is scored whole (review cuts long files into chunks first; validation functions are
-short). RUN/localize/localizer.json goes beside the shipped policy; the metrics hold the validation
-operating point at a sweep of min-scores and the one chosen from it: the lowest at which at most
-MAX_CLEAN_FLAGGED of clean functions get a finding and at least MIN_LINE_PRECISION of reported lines are
-bug lines, else the lowest that flags few enough clean functions.
+short). RUN/localize/localizer.json goes beside the shipped policy, and RUN/localize/repairs.jsonl
+holds every scored repair with its features and label (for fitting other feature sets); the metrics
+hold the validation operating point at a sweep of min-scores and the one chosen from it: the lowest
+at which at most MAX_CLEAN_FLAGGED of clean functions get a finding and at least MIN_LINE_PRECISION of
+reported lines are bug lines, else the lowest that flags few enough clean functions.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from critic.rl.config import LocalizeStage
 SWEEP = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 MAX_CLEAN_FLAGGED = 0.10
 MIN_LINE_PRECISION = 0.60
+TABLE = "repairs.jsonl"  # the scored validation repairs, for ablations
 
 
 def run_localize(cfg: LocalizeStage, data, lm_dir: Path, out: Path, log=print) -> dict:
@@ -57,6 +60,7 @@ def run_localize(cfg: LocalizeStage, data, lm_dir: Path, out: Path, log=print) -
             )
             labels += hits
             restorable += any(hits)
+    _write_table(out / TABLE, sets, scored, table, labels)
     localizer = fit(table, labels)
     raw = {
         key: [
@@ -86,6 +90,24 @@ def run_localize(cfg: LocalizeStage, data, lm_dir: Path, out: Path, log=print) -
         "chosen_min_score": chosen,
         "min_score_sweep": sweep,
     }
+
+
+def _write_table(path: Path, sets: dict, scored: dict, table: list, labels: list) -> None:
+    """Every scored repair, one JSON object a line: where it is, its features and its label, so that
+    other feature sets can be fitted and compared without scoring again."""
+    rows = iter(zip(table, labels, strict=True))
+    with path.open("w") as f:
+        for key, samples in sets.items():
+            for index, (sample, (repairs, margins)) in enumerate(zip(samples, scored[key], strict=True)):
+                for repair, margin in zip(repairs, margins, strict=True):
+                    row, label = next(rows)
+                    record = {"set": key, "sample": index, "kind": repair.kind, "line": repair.line}
+                    record |= {
+                        "end_line": repair.end_line,
+                        "bug_lines": sample["bug_lines"],
+                        "margin": margin,
+                    }
+                    f.write(json.dumps(record | {"features": row, "restores": label}) + "\n")
 
 
 def _findings(code: str, repairs, scores) -> list:

@@ -264,3 +264,18 @@ def clock():
     db.set_clock(moved)
     yield moved
     db.set_clock(None)
+
+
+@pytest.fixture
+def crew(annotation_engine, tmp_path):
+    """An admin, alice (who tampers), and bob, carol, dave, erin (who write and rate); four samples."""
+    from types import SimpleNamespace
+
+    from annotation_helpers import make_team, make_users
+
+    engine = annotation_engine
+    admin, alice, bob, carol = make_team(engine, tmp_path / "src", samples=4)
+    dave, erin = make_users(engine, "dave", "erin")
+    return SimpleNamespace(
+        engine=engine, admin=admin, alice=alice, bob=bob, carol=carol, dave=dave, erin=erin
+    )

@@ -13,7 +13,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from annotation_helpers import DESCRIPTION, PASSWORD, make_team, make_users, rating, tamper_next
+from annotation_helpers import DESCRIPTION, PASSWORD, rating, tamper_next
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
@@ -24,17 +24,6 @@ from critic.annotation_app.db import Assignment, Critique, HighlightEvent, User
 from critic.core.critique import format_critique, parse_critique
 
 LOOP = "for i in range(len(xs) - 1):"
-
-
-@pytest.fixture
-def crew(annotation_engine, tmp_path):
-    """An admin, alice (who tampers), and bob, carol, dave, erin (who write and rate); four samples."""
-    engine = annotation_engine
-    admin, alice, bob, carol = make_team(engine, tmp_path / "src", samples=4)
-    dave, erin = make_users(engine, "dave", "erin")
-    return SimpleNamespace(
-        engine=engine, admin=admin, alice=alice, bob=bob, carol=carol, dave=dave, erin=erin
-    )
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def _stage_command(name: str) -> None:
     app.command(name)(command)
 
 
-for _name in ("pretrain", "sft", "sample", "rate", "reward", "ppo"):
+for _name in ("pretrain", "sft", "sample", "rate", "reward", "ppo", "calibrate", "localize"):
     _stage_command(_name)
 
 

@@ -34,9 +34,9 @@ class ReviewSettings:
     model: Path = field(default_factory=lambda: default_critic_dir() / "policy")
     reward_model: Path = field(default_factory=lambda: default_critic_dir() / "reward")
     # A finding's confidence must reach this to be reported. Chosen on validation data (the shipped
-    # critic's calibrate stage, never on what `critic eval` measures): the lowest min-score of its sweep
-    # at which fewer than 15% of clean functions get a finding and 40% or more of the reported lines
-    # are bug lines (data/default_critic/README.md).
+    # critic's localize stage, never on what `critic eval` measures): the lowest min-score of its sweep
+    # at which at most 10% of clean functions get a finding (8.2% at 0.2; no min-score also reached 60%
+    # line precision, rl/localize.py) (data/default_critic/README.md).
     min_score: float = 0.2
     max_findings: int = 5  # per file, the most confident kept
     length_modifier: float = 0.0
