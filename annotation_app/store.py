@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from sqlalchemy import and_, func, or_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from critic.annotation_app import audit
@@ -188,7 +188,8 @@ MAX_WRITERS = 4  # written critiques (human, assisted) a tampering may collect b
 # three FSBS critiques (seeds 0..2), but those are never shown (checker.shown_to_people).
 MAX_CRITIQUES = CRITIQUES_PER_TASK + MAX_WRITERS
 MIN_SHOWN = 2  # critiques a compare task needs: a rater compares them
-_RETRIES = 3  # a claim that loses a race (unique constraint) is retried with fresh data
+_RETRIES = 3  # a claim that loses a race (unique constraint, deadlock) is retried with fresh data
+_DEADLOCK = "40P01"  # PostgreSQL's SQLSTATE deadlock_detected
 
 T = TypeVar("T")
 
@@ -248,12 +249,17 @@ def _unit(session: Session) -> Iterator[None]:
 
 
 def _retrying(session: Session, fn: Callable[[], T]) -> T:
-    """Run a claiming unit of work again when a concurrent claim wins the unique constraint."""
+    """Run a claiming unit of work again when a concurrent claim wins the unique constraint, or when
+    PostgreSQL breaks a lock cycle between two claimers (deadlock detected: it aborts one of them, and
+    that one only has to try again)."""
     for attempt in range(_RETRIES):
         try:
             with _unit(session):
                 return fn()
-        except IntegrityError:
+        except (IntegrityError, OperationalError) as err:
+            lost = isinstance(err, IntegrityError) or getattr(err.orig, "sqlstate", None) == _DEADLOCK
+            if not lost:
+                raise
             if attempt == _RETRIES - 1:
                 raise AppError("the server is busy: try again") from None
     raise AssertionError("unreachable")
