@@ -217,7 +217,12 @@ def raw_findings(
             if searches is not None:
                 searches[job.file].append(result)
         else:
-            raw[job.file].extend(located_finding(source, job.chunk, bug) for bug in result)
+            code, lines = job.chunk.code, len(code_lines(job.chunk.code))
+            # A cache entry is a file anyone can edit: a suspect line outside its chunk is dropped.
+            inside = [
+                b for b in result if 0 <= b.start <= b.end <= len(code) and 1 <= b.line <= b.end_line <= lines
+            ]
+            raw[job.file].extend(located_finding(source, job.chunk, bug) for bug in inside)
     return raw
 
 
