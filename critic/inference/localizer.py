@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from critic.datagen.analysis import strip_comment
-from critic.datagen.repairs import REPAIR_KINDS, Repair
+from critic.datagen.repairs import REPAIR_KINDS, Repair, candidate_repairs, describe_repair
+from critic.inference.repair_scoring import repair_margins
 
 FILE = "localizer.json"
 MARGIN_CLIP = 30.0
@@ -56,8 +57,8 @@ def features(code: str, repairs: Sequence[Repair], margins: Sequence[float]) -> 
     order = sorted(clipped, reverse=True)
     rows = []
     for r, m in zip(repairs, clipped, strict=True):
-        best_other = order[1] if len(order) > 1 and m == order[0] else (order[0] if len(order) > 1 else m)
-        gap = m - best_other if len(order) > 1 else 0.0
+        # the margin over the best other repair (the runner-up's, for the best one itself)
+        gap = m - (order[1] if m == order[0] else order[0]) if len(order) > 1 else 0.0
         kinds = [1.0 if r.kind == kind else 0.0 for kind in REPAIR_KINDS]
         rows.append(
             [
@@ -175,9 +176,6 @@ def locate(model, tokenizer, localizer: Localizer, code: str, max_lines: int = 1
 
 def scored_repairs(model, tokenizer, code: str) -> tuple[list[Repair], list[float]]:
     """Every candidate repair of `code` with its language-model margin."""
-    from critic.datagen.repairs import candidate_repairs
-    from critic.inference.repair_scoring import repair_margins
-
     repairs = candidate_repairs(code)
     return repairs, repair_margins(model, tokenizer, code, [r.code for r in repairs])
 
@@ -186,8 +184,6 @@ def suspects(
     code: str, repairs: Sequence[Repair], scores: Sequence[float], max_lines: int
 ) -> list[LocatedBug]:
     """Each line's best repair (by `scores`), the `max_lines` best lines first, described."""
-    from critic.datagen.repairs import describe_repair
-
     best: dict[int, tuple[float, Repair]] = {}
     for repair, score in zip(repairs, scores, strict=True):
         if repair.line not in best or score > best[repair.line][0]:
