@@ -39,8 +39,7 @@ app.add_typer(annotate_commands.app, name="annotate")
 
 def main() -> None:
     """Entry point: known failures become `critic: error: ...` and exit 2."""
-    from critic.core.errors import UserError
-    from critic.model.checkpoint import CheckpointError
+    from critic.core.errors import CheckpointError, UserError
 
     try:
         app(args=expand_optional_values(sys.argv[1:]))

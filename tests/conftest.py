@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import torch
 
 from critic.model import CriticConfig
 
-torch.set_num_threads(2)
+# Under pytest-xdist (`-n 2`) each worker gets one core's worth of threads, and so do the programs its
+# tests start (OMP_NUM_THREADS is inherited), so two workers do not fight over two cores.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1 if XDIST_WORKER else 2)
 
 
 def stress_config(**overrides) -> CriticConfig:
@@ -83,8 +94,6 @@ def memorize_critic(out, steps: int = 150, seed: int = 0):
     Tests of `critic review` need a model with known findings; training one on three examples takes
     seconds, where any real critic would make the tests slow or vague.
     """
-    from pathlib import Path
-
     from critic.core.critique import build_prompt, terminate_critique
     from critic.core.tokenizer import load_tokenizer, save_tokenizer
     from critic.model import Gemma2RewardModel, new_causal_lm, save_checkpoint
@@ -126,12 +135,37 @@ def memorize_critic(out, steps: int = 150, seed: int = 0):
     return out / "policy", out / "reward", loss.item()
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `build` fills once per test run. Under pytest-xdist every worker asks for the session's
+    fixtures; the first to get the lock builds in the run's shared temporary root, the others wait and
+    reuse it, so two workers never pay for the same tiny model twice."""
+    if not XDIST_WORKER:
+        out = tmp_path_factory.mktemp(name)
+        build(out)
+        return out
+    out = tmp_path_factory.getbasetemp().parent / name
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".built").exists():
+            shutil.rmtree(out, ignore_errors=True)  # what a crashed worker left half built
+            out.mkdir()
+            build(out)
+            (out / ".built").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def known_critic(tmp_path_factory):
-    """(policy dir, reward dir) of the memorized critic, built once per test session."""
-    policy, reward, loss = memorize_critic(tmp_path_factory.mktemp("known_critic"))
+    """(policy dir, reward dir) of the memorized critic, built once per test run."""
+
+    def build(out: Path) -> None:
+        _, _, loss = memorize_critic(out)
+        (out / "loss.txt").write_text(str(loss))
+
+    out = built_once(tmp_path_factory, "known_critic", build)
+    loss = float((out / "loss.txt").read_text())
     assert loss < 0.05, f"the memorized critic did not learn its critique (loss {loss:.3f})"
-    return policy, reward
+    return out / "policy", out / "reward"
 
 
 # --- interrupted training stages ---------------------------------------------------------------
@@ -163,17 +197,33 @@ def interrupt_after_checkpoint(monkeypatch):
 # --- the annotation app's database, on SQLite and (when configured) PostgreSQL --------------------
 
 
+def postgres_url() -> str:
+    """CRITIC_TEST_POSTGRES_URL, or under pytest-xdist a schema of its own in that database for this
+    worker (search_path set per connection), so workers never drop each other's tables."""
+    url = os.environ.get("CRITIC_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("CRITIC_TEST_POSTGRES_URL is not set")
+    if not XDIST_WORKER:
+        return url
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"xdist_{XDIST_WORKER}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+    worker_url = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return worker_url.render_as_string(hide_password=False)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def annotation_url(request, tmp_path):
     """A fresh, empty annotation database URL: a SQLite file, or the PostgreSQL database named by
     CRITIC_TEST_POSTGRES_URL with every table dropped (skipped when that is not set)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'annotations.db'}"
-    import os
-
-    url = os.environ.get("CRITIC_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("CRITIC_TEST_POSTGRES_URL is not set")
+    url = postgres_url()
     from sqlmodel import SQLModel
 
     from critic.annotation_app.db import make_engine

@@ -300,6 +300,19 @@ def test_no_critique_text_appears_outside_its_own_card(task, page) -> None:
     page.screenshot(path=artifacts_dir() / "compare-blind.png")
 
 
+def settled_height(page, timeout_s: float = 10.0) -> int:
+    """The page's height once the layout has stopped moving (the same for 1 s), or after `timeout_s`:
+    on a busy machine fonts and Gradio's late widgets still move it for a while after the content shows."""
+    deadline = time.monotonic() + timeout_s
+    heights: list[int] = []
+    while time.monotonic() < deadline:
+        heights.append(page.evaluate("() => document.documentElement.scrollHeight"))
+        if len(heights) >= 5 and len(set(heights[-5:])) == 1:
+            break
+        page.wait_for_timeout(250)
+    return heights[-1]
+
+
 @needs_browser
 def test_the_page_fits_1280x800_and_the_code_stays_in_view(task, page) -> None:
     _url, engine, tampering_id, rater = task
@@ -308,9 +321,8 @@ def test_the_page_fits_1280x800_and_the_code_stays_in_view(task, page) -> None:
     expect(page.locator("#compare-code .cmp-bug")).to_contain_text("range(window, len(xs) - 1)")
     expect(page.locator("#compare-diff .cmp-del")).to_contain_text("range(window, len(xs)):")
     expect(page.locator("#compare-diff .cmp-add")).to_contain_text("range(window, len(xs) - 1):")
-    page.wait_for_timeout(500)  # let the layout settle before measuring
+    height = settled_height(page)
     page.screenshot(path=artifacts_dir() / "compare-1280x800.png")
-    height = page.evaluate("() => document.documentElement.scrollHeight")
     assert height <= VIEWPORT["height"] + 8, f"the page is {height}px tall at 1280×800"
 
     page.locator(f'#compare-nav [data-cmp-goto="{n - 1}"]').click()

@@ -155,14 +155,17 @@ def run(
     fix: bool = False,
 ) -> int:
     from critic.review import baseline
+
+    # Read first: a bad baseline file fails before minutes of review (and before torch is imported).
+    # Writing one records everything.
+    known = baseline.load(settings.baseline) if settings.baseline and write_baseline is None else {}
+
     from critic.review.cache import ReviewCache, default_directory
     from critic.review.files import GitError, changed_lines, discover
     from critic.review.report import render
     from critic.review.reviewer import LazyCritic, SourceFile, read_sources
     from critic.review.reviewer import review as review_sources
 
-    # Read first: a bad baseline file fails before minutes of review. Writing one records everything.
-    known = baseline.load(settings.baseline) if settings.baseline and write_baseline is None else {}
     files, errors = discover([p for p in paths if p != "-"], settings.exclude)
     sources, read_errors = read_sources(files)
     errors += read_errors

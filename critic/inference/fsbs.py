@@ -38,36 +38,11 @@ from critic.core.critique import (
 from critic.core.tokens import EOS, PAD
 from critic.datagen.rating import line_claim
 from critic.inference.calibration import Calibration
+from critic.inference.fsbs_settings import FSBSSettings
 from critic.inference.localizer import Localizer, LocatedBug, locate
 from critic.inference.quoting import QuoteConstraint, TokenTrie
 from critic.inference.sampling import Rows, extend, sample, select, start
 from critic.model import Gemma2CausalLM, Gemma2RewardModel
-
-
-@dataclass(frozen=True)
-class FSBSSettings:
-    samples: int = 4  # n: continuations sampled per beam and round
-    rounds: int = 4  # d
-    keep: int = 2  # k: beams kept after each round
-    length_modifier: float = 0.0
-    max_new_tokens: int = 64  # per round: one quote and its comment
-    temperature: float = 1.0
-    constrain_quotes: bool = True  # forced highlights quote the code verbatim (critic.inference.quoting)
-    # inline `code` in comments is verbatim code too (critic.inference.quoting)
-    constrain_code_spans: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("samples", "rounds", "keep", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1")
-        if self.keep > self.samples:
-            raise ValueError("keep must not exceed samples")
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
-
-    @property
-    def candidates(self) -> int:
-        return self.samples * (self.keep * (self.rounds - 1) + 1)
 
 
 @dataclass(frozen=True)

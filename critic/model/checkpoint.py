@@ -16,16 +16,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from critic.core.errors import CheckpointError
 from critic.model.config import CriticConfig
 from critic.model.gemma2 import Gemma2CausalLM, Gemma2RewardModel, init_weights
 
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 TIED_KEYS = {"lm_head.weight"}  # tied to model.embed_tokens.weight; checkpoints usually omit it
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory that cannot be loaded; the message names the file."""
 
 
 def read_config(directory: str | Path) -> CriticConfig:

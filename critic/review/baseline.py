@@ -29,9 +29,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from critic.core.errors import UserError
-from critic.review.reviewer import Finding
+
+if TYPE_CHECKING:  # the review's types only: reading a baseline must not load torch
+    from critic.review.reviewer import Finding
 
 VERSION = 1
 FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from critic.core.errors import UserError
-from critic.inference.fsbs import FSBSSettings
+from critic.inference.fsbs_settings import FSBSSettings
 
 FORMATS = ("concise", "full", "json", "sarif", "github")
 # How findings are searched for: "repairs" scores every candidate repair of every line with the policy's
