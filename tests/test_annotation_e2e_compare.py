@@ -300,6 +300,15 @@ def test_no_critique_text_appears_outside_its_own_card(task, page) -> None:
     page.screenshot(path=artifacts_dir() / "compare-blind.png")
 
 
+# The innermost visible elements that end below `limit` px: what a failed fit check names.
+BELOW_THE_FOLD = """limit => [...document.querySelectorAll('body *')]
+    .filter(e => e.children.length == 0 && e.getBoundingClientRect().height > 0
+                 && e.getBoundingClientRect().bottom > limit)
+    .slice(0, 12)
+    .map(e => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().top)}px `
+              + (e.innerText || '').slice(0, 60))"""
+
+
 def settled_height(page, timeout_s: float = 10.0) -> int:
     """The page's height once the layout has stopped moving (the same for 1 s), or after `timeout_s`:
     on a busy machine fonts and Gradio's late widgets still move it for a while after the content shows."""
@@ -323,7 +332,10 @@ def test_the_page_fits_1280x800_and_the_code_stays_in_view(task, page) -> None:
     expect(page.locator("#compare-diff .cmp-add")).to_contain_text("range(window, len(xs) - 1):")
     height = settled_height(page)
     page.screenshot(path=artifacts_dir() / "compare-1280x800.png")
-    assert height <= VIEWPORT["height"] + 8, f"the page is {height}px tall at 1280×800"
+    if height > VIEWPORT["height"] + 8:
+        page.screenshot(path=artifacts_dir() / "compare-1280x800-full.png", full_page=True)
+        below = page.evaluate(BELOW_THE_FOLD, VIEWPORT["height"])
+        raise AssertionError(f"the page is {height}px tall at 1280×800; below the fold: {below}")
 
     page.locator(f'#compare-nav [data-cmp-goto="{n - 1}"]').click()
     expect(page.locator(f"#critique-{n - 1}")).to_be_visible()
