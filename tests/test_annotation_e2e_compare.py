@@ -330,12 +330,18 @@ def test_the_page_fits_1280x800_and_the_code_stays_in_view(task, page) -> None:
     expect(page.locator("#compare-code .cmp-bug")).to_contain_text("range(window, len(xs) - 1)")
     expect(page.locator("#compare-diff .cmp-del")).to_contain_text("range(window, len(xs)):")
     expect(page.locator("#compare-diff .cmp-add")).to_contain_text("range(window, len(xs) - 1):")
-    height = settled_height(page)
-    page.screenshot(path=artifacts_dir() / "compare-1280x800.png")
-    if height > VIEWPORT["height"] + 8:
-        page.screenshot(path=artifacts_dir() / "compare-1280x800-full.png", full_page=True)
-        below = page.evaluate(BELOW_THE_FOLD, VIEWPORT["height"])
-        raise AssertionError(f"the page is {height}px tall at 1280×800; below the fold: {below}")
+    # Every critique in turn: their order is shuffled per tampering, and a long one must fit as well.
+    for i in range(n):
+        page.locator(f'#compare-nav [data-cmp-goto="{i}"]').click()
+        expect(page.locator(f"#critique-{i}")).to_be_visible()
+        height = settled_height(page)
+        page.screenshot(path=artifacts_dir() / f"compare-1280x800-critique-{i + 1}.png")
+        if height > VIEWPORT["height"] + 8:
+            page.screenshot(path=artifacts_dir() / "compare-1280x800-full.png", full_page=True)
+            below = page.evaluate(BELOW_THE_FOLD, VIEWPORT["height"])
+            raise AssertionError(
+                f"with critique {i + 1} the page is {height}px tall at 1280×800; below the fold: {below}"
+            )
 
     page.locator(f'#compare-nav [data-cmp-goto="{n - 1}"]').click()
     expect(page.locator(f"#critique-{n - 1}")).to_be_visible()
