@@ -17,10 +17,11 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.datastructures import Headers
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
 # Bytes: far above any valid request, the largest of which is a draft (store.MAX_DRAFT characters of JSON).
 MAX_BODY = 10 * store.MAX_DRAFT
 
+# Row ids fit PostgreSQL's INTEGER, the narrower backend; a larger one names no row, and reaching the
+# database it fails there (SQLite cannot bind one past 2**63), so it is refused (422) like any bad input.
+MAX_ID = 2**31 - 1
+BodyId = Annotated[int, Field(le=MAX_ID)]
+PathId = Annotated[int, PathParam(le=MAX_ID)]
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -47,14 +54,14 @@ class LoginBody(_Body):
 
 
 class TamperBody(_Body):
-    sample_id: int
+    sample_id: BodyId
     code: str
     bug_lines: list[int]
     description: str
 
 
 class TestsBody(_Body):
-    sample_id: int
+    sample_id: BodyId
     code: str
 
 
@@ -62,7 +69,7 @@ class TestsBody(_Body):
 RatingBody = create_model(
     "RatingBody",
     __base__=_Body,
-    critique_id=(int, ...),
+    critique_id=(BodyId, ...),
     **{name: (kind, ...) for name, kind in get_type_hints(store.RatingInput).items()},
 )
 
@@ -251,7 +258,7 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
         return {"sample": asdict(view) if view else None}
 
     @api.post("/tamper/{sample_id}/skip")
-    def skip(sample_id: int, db: Db, me: Me) -> dict:
+    def skip(sample_id: PathId, db: Db, me: Me) -> dict:
         store.skip_sample(db, me, sample_id)
         return {"ok": True}
 
@@ -286,7 +293,7 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
         return {"task": asdict(task) if task else None}
 
     @api.post("/compare/{tampering_id}")
-    def submit_ratings(tampering_id: int, body: RatingsBody, db: Db, me: Me) -> dict:
+    def submit_ratings(tampering_id: PathId, body: RatingsBody, db: Db, me: Me) -> dict:
         ratings: dict[int, store.RatingInput] = {}
         for r in body.ratings:
             if r.critique_id in ratings:
@@ -301,12 +308,12 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
         return {"task": asdict(task) if task else None}
 
     @api.post("/write/{tampering_id}")
-    def submit_critique(tampering_id: int, body: WriteBody, db: Db, me: Me) -> dict:
+    def submit_critique(tampering_id: PathId, body: WriteBody, db: Db, me: Me) -> dict:
         highlights = [h.model_dump() for h in body.highlights]
         return {"critique_id": store.submit_critique(db, me, tampering_id, highlights, body.preamble)}
 
     @api.post("/write/{tampering_id}/skip")
-    def skip_write(tampering_id: int, db: Db, me: Me) -> dict:
+    def skip_write(tampering_id: PathId, db: Db, me: Me) -> dict:
         store.skip_write_task(db, me, tampering_id)
         return {"ok": True}
 
@@ -320,11 +327,11 @@ def router(engine: Engine, critic_factory: "Callable[[], Critic]") -> APIRouter:
         return {"origins": store.origin_report(db, me)}
 
     @api.get("/drafts/{kind}/{item_id}")
-    def get_draft(kind: str, item_id: int, db: Db, me: Me) -> dict:
+    def get_draft(kind: str, item_id: PathId, db: Db, me: Me) -> dict:
         return {"payload": store.load_draft(db, me, kind, item_id)}
 
     @api.put("/drafts/{kind}/{item_id}")
-    def put_draft(kind: str, item_id: int, body: DraftBody, db: Db, me: Me) -> dict:
+    def put_draft(kind: str, item_id: PathId, body: DraftBody, db: Db, me: Me) -> dict:
         store.save_draft(db, me, kind, item_id, body.payload)
         return {"ok": True}
 

@@ -164,7 +164,8 @@ def login(session: Session, name: str, password: str, client: str = "") -> str:
     too. Otherwise an unknown name, a wrong password and a disabled user all hear WRONG_LOGIN. Each
     attempt is an audit event: `login`, `login_failed` or `login_throttled` (target: the name tried).
     The password is checked outside any transaction: scrypt is slow, and writers must not wait on it."""
-    tried = name.strip()[: throttle.MAX_KEY] if isinstance(name, str) else ""
+    name = name if isinstance(name, str) else ""
+    tried = _storable(name.strip()[: throttle.MAX_KEY])
     client = client if isinstance(client, str) else ""
     keys = throttle.keys(tried, client)
     with reading(), _unit(session):
@@ -172,6 +173,8 @@ def login(session: Session, name: str, password: str, client: str = "") -> str:
     if wait:
         _refuse(session, tried, client, wait)
     try:
+        if tried != name.strip()[: throttle.MAX_KEY] or _storable(password) != password:
+            raise AppError(WRONG_LOGIN)  # text UTF-8 cannot hold: no stored name or password has it
         user = authenticate(session, name, password)
     except AppError:
         with _unit(session):
@@ -191,6 +194,14 @@ def login(session: Session, name: str, password: str, client: str = "") -> str:
     if wait:
         _refuse(session, tried, client, wait)
     return token
+
+
+def _storable(text: object) -> str:
+    """`text` with what UTF-8 cannot encode (a lone surrogate, which JSON can carry) as U+FFFD, so a
+    garbled login is throttled and audited like any failure instead of failing in the database."""
+    if not isinstance(text, str):
+        return ""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _refuse(session: Session, tried: str, client: str, wait: int) -> None:

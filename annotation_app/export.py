@@ -188,10 +188,16 @@ class FolderNotEmpty(AppError):
 
 
 def export_folder(directory: str | Path, *, overwrite: bool = False) -> Path:
-    """The folder `save_to_folder` would save into, or AppError: checked before a slow export too."""
-    path = Path(directory).expanduser()
-    if not str(directory).strip() or not path.is_absolute():
-        raise AppError(f"give an absolute path on the server: {str(directory).strip() or '(none given)'}")
+    """The folder `save_to_folder` would save into, or AppError: checked before a slow export too.
+
+    The path is taken as given: `~` is no home folder here (the server's would not be the admin's), and
+    `..` is refused rather than resolved, since `/a/../b` would create `/a` on the way to `/b`."""
+    given = str(directory).strip()
+    path = Path(given)
+    if not given or not path.is_absolute():
+        raise AppError(f"give an absolute path on the server: {given or '(none given)'}")
+    if ".." in path.parts:
+        raise AppError(f"give a path without '..': {given}")
     if path.exists() and not path.is_dir():
         raise AppError(f"{path}: exists and is not a folder")
     if path.exists() and any(path.iterdir()) and not overwrite:

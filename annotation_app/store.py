@@ -137,6 +137,7 @@ __all__ = [
     "comparable",
     "create_user",
     "export_dataset",
+    "record_export",
     "get_assignment_ttl",
     "get_overlap",
     "get_session_limits",
@@ -1246,13 +1247,16 @@ def agreement(session: Session, user: User) -> dict[str, Any]:
 
 
 def export_dataset(session: Session, user: User | None = None):
-    """The tampering, ratings and preferences DatasetDict (see critic.annotation_app.export). An export
-    by a user (not the shell's, `user` None) is audited (`export`, with the rows per split)."""
+    """The tampering, ratings and preferences DatasetDict (see critic.annotation_app.export). Building
+    it records nothing: the caller audits the export once it is saved (`record_export`)."""
     from critic.annotation_app.export import export_dataset as export
 
-    dataset = export(session, user)
-    if user is not None:
-        with _unit(session):
-            rows = {name: len(split) for name, split in dataset.items()}
-            audit.record(session, user.name, "export", "dataset", {"rows": rows})
-    return dataset
+    return export(session, user)
+
+
+def record_export(session: Session, user: User, target: str, rows: dict[str, int]) -> None:
+    """Audit an export that happened (`export`, to `target`: a folder or "zip download", with the rows
+    per split). A refused or failed export is never recorded."""
+    _require_admin(user)
+    with _unit(session):
+        audit.record(session, user.name, "export", target, {"rows": rows})

@@ -197,6 +197,13 @@ def interrupt_after_checkpoint(monkeypatch):
 # --- the annotation app's database, on SQLite and (when configured) PostgreSQL --------------------
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker more than there are cores. The browser, server and CLI tests spend much of
+    their time waiting on another process (on 2 cores the suite kept about 1.25 of them busy with one
+    worker per core), and a third worker fills those waits."""
+    return (os.cpu_count() or 1) + 1
+
+
 def postgres_url() -> str:
     """CRITIC_TEST_POSTGRES_URL, or under pytest-xdist a schema of its own in that database for this
     worker (search_path set per connection), so workers never drop each other's tables."""

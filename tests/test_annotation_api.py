@@ -234,3 +234,50 @@ def test_drafts_over_http(setup):
     assert client.put(path, json={"payload": {"code": "x"}}, headers=carol).status_code == 403
     assert client.get("/api/tamper/next", headers=bob).json()["sample"]["draft"] == {"code": "x = 1"}
     assert client.put("/api/drafts/review/1", json={"payload": {}}, headers=bob).status_code == 400
+
+
+@pytest.mark.parametrize("big", [2**31, 2**63, 10**20])
+def test_an_id_no_row_can_have_is_refused_not_a_server_error(setup, big):
+    client, engine = setup
+    bob = auth(client, "bob")
+    task = client.get("/api/compare/next", headers=bob).json()["task"]
+    too_big_critique = {"ratings": [{"critique_id": big, **vars(rating())}]}
+    calls = [
+        ("post", f"/api/tamper/{big}/skip", None),
+        ("post", f"/api/compare/{big}", {"ratings": []}),
+        ("post", f"/api/compare/{task['tampering_id']}", too_big_critique),
+        ("post", f"/api/write/{big}", {"highlights": []}),
+        ("post", f"/api/write/{big}/skip", None),
+        ("get", f"/api/drafts/tamper/{big}", None),
+        ("put", f"/api/drafts/tamper/{big}", {"payload": {"code": "x"}}),
+        ("post", "/api/tamper/tests", {"sample_id": big, "code": "x = 1"}),
+        ("post", "/api/tamper/submit", {"sample_id": big, "code": "x", "bug_lines": [1], "description": "d"}),
+    ]
+    for method, path, body in calls:
+        response = client.request(method, path, json=body, headers=bob)
+        assert response.status_code in (400, 403, 404, 422), (path, response.status_code, response.text)
+        detail = response.json()["detail"]
+        assert isinstance(detail, str) and "\n" not in detail, (path, detail)
+    assert count(engine, Rating) == 0 and count(engine, Tampering) == 1
+
+
+def test_a_login_utf8_cannot_hold_is_a_failed_login_throttled_and_audited(setup):
+    """JSON can carry a lone surrogate ("\\ud800"), which no database can store: such a name or password
+    is a wrong login, counted by the throttle and written to the audit log, never a server error."""
+    from critic.annotation_app.db import AuditEvent
+
+    client, engine = setup
+
+    def log_in_raw(name: str, password: str):
+        body = f'{{"name": "{name}", "password": "{password}"}}'
+        return client.post("/api/login", content=body.encode(), headers={"Content-Type": "application/json"})
+
+    garbled = log_in_raw("bob", "\\ud800" + PASSWORD)
+    assert garbled.status_code == 400 and garbled.json() == {"detail": "wrong user name or password"}
+    statuses = [log_in_raw("mal\\udfffory", "whatever password").status_code for _ in range(6)]
+    assert statuses == [400] * 4 + [429, 429]  # this address's 6th failure (bob's was the 1st) locks it
+    with Session(engine) as session:
+        events = session.exec(select(AuditEvent).where(AuditEvent.action.like("login%"))).all()
+    assert [e.action for e in events] == ["login_failed"] * 6 + ["login_throttled"]
+    assert events[0].target == "bob" and events[-1].target.startswith("mal")
+    assert "\udfff" not in events[-1].target  # stored as U+FFFD

@@ -78,9 +78,16 @@ def test_a_scripted_admin_session_is_in_the_log(team, tmp_path):
         ]
         for method, path, body, who in refused:
             assert client.request(method, path, json=body, headers=who).status_code in (400, 403), path
-        with Session(engine) as session:
-            me = store.user_for_token(session, token)
-            exported = store.export_dataset(session, me)  # the Admin tab's export
+        from datasets import load_from_disk
+
+        from critic.annotation_app.ui import AnnotationUI
+
+        admin_tab = AnnotationUI(engine, lambda: None).admin
+        for refused_folder in ("relative/folder", source):  # not absolute; not empty: nothing recorded
+            with pytest.raises(store.AppError):
+                admin_tab.export(token, refused_folder)
+        admin_tab.export(token, str(tmp_path / "exported"))
+        exported = load_from_disk(str(tmp_path / "exported"))
         download = client.get("/api/admin/audit.csv", headers=admin)
         assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
         assert "attachment" in download.headers["content-disposition"]
@@ -88,6 +95,7 @@ def test_a_scripted_admin_session_is_in_the_log(team, tmp_path):
         latest = client.get("/api/admin/audit", params={"limit": 2}, headers=admin).json()["events"]
 
     by_admin = [(e["action"], e["target"], e["detail"]) for e in reversed(events) if e["actor"] == "admin"]
+    folder = str(tmp_path / "exported")
     assert by_admin == [
         ("login", "admin", None),
         ("add_user", "dave", {"role": "annotator"}),
@@ -98,7 +106,7 @@ def test_a_scripted_admin_session_is_in_the_log(team, tmp_path):
         ("set_writers", "writers", {"writers": 1}),
         ("set_assignment_ttl", "assignments", {"hours": 12.0}),
         ("set_session_limits", "sessions", {"idle_minutes": 60.0, "lifetime_hours": 8.0}),
-        ("export", "dataset", {"rows": {name: len(split) for name, split in exported.items()}}),
+        ("export", folder, {"rows": {name: len(split) for name, split in exported.items()}}),
         ("export", "audit log", None),
     ]
     assert [e["id"] for e in events] == sorted((e["id"] for e in events), reverse=True)  # newest first

@@ -610,6 +610,12 @@ def test_export_saved_to_a_folder_and_a_zip(tmp_path):
     dsd = DatasetDict(tampering=Dataset.from_dict({"x": [1, 2]}), ratings=Dataset.from_dict({"y": ["a"]}))
     with pytest.raises(store.AppError, match="^give an absolute path on the server: export$"):
         save_to_folder(dsd, "export")
+    with pytest.raises(store.AppError, match="^give an absolute path on the server: ~/export$"):
+        save_to_folder(dsd, "~/export")  # the server's home is not the admin's
+    up_and_over = f"{tmp_path}/made/../export"
+    with pytest.raises(store.AppError, match=r"^give a path without '\.\.': "):
+        save_to_folder(dsd, up_and_over)
+    assert not (tmp_path / "made").exists() and not (tmp_path / "export").exists()  # nothing created
     out = tmp_path / "new" / "export"
     assert save_to_folder(dsd, str(out)) == {"tampering": 2, "ratings": 1}
     assert load_from_disk(str(out))["ratings"]["y"] == ["a"]

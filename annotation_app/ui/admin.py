@@ -343,11 +343,13 @@ class AdminTab:
         """Save the dataset into a folder on the server, by the CLI's rules (`export.save_to_folder`)."""
         directory = (directory or "").strip()
         with self.ctx.user(token) as (session, user):
-            dataset = store.export_dataset(session, user)
+            dataset = store.export_dataset(session, user)  # admins only
         try:
             counts = export.save_to_folder(dataset, directory)
         except OSError as err:  # a path the server cannot write: the admin's typo, not a crash
             raise AppError(f"cannot write {directory}: {err.strerror or err}") from None
+        with self.ctx.user(token) as (session, user):  # only now: a refused export records nothing
+            store.record_export(session, user, directory, counts)
         rows = ", ".join(f"{split} {n}" for split, n in counts.items())
         return {self.admin_status: f"✓ Exported to `{directory}`: {rows} rows."}
 
@@ -356,6 +358,8 @@ class AdminTab:
         with self.ctx.user(token) as (session, user):
             dataset = store.export_dataset(session, user)
         path = export.save_zip(dataset, ZIP_DIR)
+        with self.ctx.user(token) as (session, user):
+            store.record_export(session, user, "zip download", {k: len(v) for k, v in dataset.items()})
         rows = ", ".join(f"{split} {len(split_rows)}" for split, split_rows in dataset.items())
         return {
             self.download: gr.DownloadButton(f"Download {path.name}", value=str(path), visible=True),
