@@ -197,13 +197,6 @@ def interrupt_after_checkpoint(monkeypatch):
 # --- the annotation app's database, on SQLite and (when configured) PostgreSQL --------------------
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n auto`: one worker more than there are cores. The browser, server and CLI tests spend much of
-    their time waiting on another process (on 2 cores the suite kept about 1.25 of them busy with one
-    worker per core), and a third worker fills those waits."""
-    return (os.cpu_count() or 1) + 1
-
-
 def postgres_url() -> str:
     """CRITIC_TEST_POSTGRES_URL, or under pytest-xdist a schema of its own in that database for this
     worker (search_path set per connection), so workers never drop each other's tables."""
@@ -290,9 +283,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.stem in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-    # The slow modules first (the sort is stable: each module's tests keep their order): pytest-xdist hands
-    # out modules in this order, and a minute-long module handed out last leaves the other workers idle.
-    items.sort(key=lambda item: item.path.stem not in SLOW_MODULES)
 
 
 # --- time ----------------------------------------------------------------------------------------------
