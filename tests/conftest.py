@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import torch
 
 from critic.model import CriticConfig
 
-# Under pytest-xdist (`-n 2`) each worker gets one core's worth of threads, and so do the programs its
+# Under pytest-xdist (`-n auto`) each worker gets one core's worth of threads, and so do the programs its
 # tests start (OMP_NUM_THREADS is inherited), so two workers do not fight over two cores.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if XDIST_WORKER:
@@ -202,9 +203,13 @@ def postgres_url() -> str:
     worker (search_path set per connection), so workers never drop each other's tables."""
     url = os.environ.get("CRITIC_TEST_POSTGRES_URL")
     if not url:
-        pytest.skip("CRITIC_TEST_POSTGRES_URL is not set")
-    if not XDIST_WORKER:
-        return url
+        pytest.skip("CRITIC_TEST_POSTGRES_URL is not set")  # CI sets it (.ci/run)
+    return _worker_schema_url(url) if XDIST_WORKER else url
+
+
+@functools.cache
+def _worker_schema_url(url: str) -> str:
+    """`url` with this worker's schema, created once per worker rather than once per test."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
