@@ -10,11 +10,11 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from annotation_helpers import PASSWORD, make_users, write_functions
+from cli_process import run_critic
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
@@ -179,9 +179,7 @@ def test_reading_the_log_is_for_admins_and_the_csv_is_safe_in_a_spreadsheet(team
 
 
 def critic(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", *args], input=stdin, capture_output=True, text=True, timeout=300
-    )
+    return run_critic(*args, stdin=stdin, timeout=300)
 
 
 def test_the_cli_adds_users_as_cli_and_exports_the_log(annotation_url, tmp_path):

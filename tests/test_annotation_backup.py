@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from annotation_helpers import PASSWORD, make_team, make_users, rate_every_task, tamper_next
+from cli_process import run_critic
 from sqlmodel import Session
 
 from critic.annotation_app import store
@@ -28,9 +28,7 @@ RATERS = 6
 
 
 def critic(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", *args], capture_output=True, text=True, timeout=300
-    )
+    return run_critic(*args, timeout=300)
 
 
 def snapshot_problems(path: Path) -> list[str]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import test_review
+from cli_process import run_critic
 from conftest import BUG_LINE, BUG_QUOTE, BUG_RULE, BUGGY_CODE
 from test_precommit import readme_block
 from test_review import CLEAN, FAST, one_line_error, review
@@ -22,9 +22,7 @@ BUG_FINGERPRINT = Finding("avg.py", BUG_LINE, 5, BUG_LINE, 33, BUG_RULE, "", "",
 
 
 def critic(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    return run_critic(*args, cwd=cwd)
 
 
 def finding(line: int, quote: str, rule: str = BUG_RULE, path: str = "avg.py") -> Finding:
@@ -162,8 +160,9 @@ def run_snippet(cwd: Path, block: str) -> None:
     for line in block.splitlines():
         argv = shlex.split(line, comments=True)
         if argv[0] == "critic":
-            argv = [sys.executable, "-m", "critic.cli", *argv[1:]]
-        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+            result = critic(cwd, *argv[1:])
+        else:
+            result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, (line, result.stdout, result.stderr)
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from cli_process import run_critic
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "average.py"
 
 
 def critic(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", *args], capture_output=True, text=True, input=stdin, timeout=300
-    )
+    return run_critic(*args, stdin=stdin, timeout=300)
 
 
 def test_new_info_generate(tmp_path):
@@ -57,3 +59,32 @@ def test_usage_error_exit_2():
     result = critic("model", "generate")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_the_forked_cli_is_the_cli_a_user_runs(tmp_path):
+    """`run_critic` (a child forked from a process that imported torch) prints exactly what a fresh
+    `python -m critic.cli` prints, exits with the same code, and reads the same stdin, folder and
+    environment: the tests that use it test what users run."""
+    (tmp_path / "pyproject.toml").write_text("[tool.critic]\nmin-score = 0.0\n")
+    buggy = "def add(a, b):\n    return a - b\n"
+    cases = [
+        (["--help"], None, {}),
+        (["model", "generate"], None, {}),  # click's usage error
+        (["model", "info", str(tmp_path / "missing")], None, {}),  # critic's one-line error
+        (["review", "--no-cache", "--format", "json", "-"], buggy, {"NO_COLOR": "1"}),  # with its settings
+    ]
+    for args, stdin, extra in cases:
+        env = os.environ | extra
+        real = subprocess.run(
+            [sys.executable, "-m", "critic.cli", *args],
+            cwd=tmp_path,
+            input=stdin,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        forked = run_critic(*args, cwd=tmp_path, stdin=stdin, env=env)
+        assert forked.returncode == real.returncode, (args, forked, real)
+        assert (forked.stdout, forked.stderr) == (real.stdout, real.stderr), args
+    assert real.returncode == 1 and json.loads(real.stdout)  # the last case found the bug

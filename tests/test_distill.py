@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 import torch
+from cli_process import run_critic
 
 from critic.core.errors import UserError
 from critic.core.tokenizer import load_hf_tokenizer, load_tokenizer, stdlib_files, train_tokenizer
@@ -86,9 +86,7 @@ def test_student_with_another_vocabulary_is_refused(teacher, data, tmp_path):
 
 
 def critic(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", *args], capture_output=True, text=True, timeout=600
-    )
+    return run_critic(*args)
 
 
 def test_cli_distills_and_refuses_bad_input(teacher, data, tmp_path):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 
 import pytest
+from cli_process import run_critic
 from conftest import BUG_CRITIQUE, BUG_LINE, BUGGY_CODE, with_comment
 
 from critic.core.critique import code_spans, format_critique
@@ -452,13 +451,7 @@ def test_eval_command_writes_metrics_and_plots(tmp_path, known_critic):
     args = ["--model", str(policy), "--reward-model", str(reward), "--sft-model", str(policy)]
     args += ["--data", str(data), "--out", str(out), "--length-modifiers", "0,1", "--per-item", "1"]
     args += ["--stdlib-dir", str(stdlib), "--stdlib-samples", "2", "--bootstrap", "50"]
-    result = subprocess.run(
-        [sys.executable, "-m", "critic.cli", "eval", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_critic("eval", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     console = " ".join(result.stderr.split())  # rich wraps the line
     for part in ("top finding on the bug", "longest line", "longest body line", "detection AUC"):
@@ -552,12 +545,7 @@ def sweep_top_at_zero(metrics: dict) -> dict:
 )
 def test_eval_bad_input_is_one_line_error(tmp_path, args, text):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    result = subprocess.run(
-        [sys.executable, "-m", "critic.cli", "eval", *args, "--out", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_critic("eval", *args, "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("critic: error: ") and text in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

