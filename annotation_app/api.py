@@ -24,12 +24,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from critic.annotation_app import audit, store
 from critic.annotation_app.auth import AppError, Forbidden, SessionExpired
 from critic.annotation_app.db import User
+from critic.annotation_app.middleware import BodyLimit
 
 if TYPE_CHECKING:
     from critic.inference.fsbs import Critic
@@ -162,26 +161,7 @@ def install(app: FastAPI, engine: Engine, critic_factory: "Callable[[], Critic]"
     def malformed(_request: Request, err: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": one_line(err)}, status_code=422)
 
-    app.add_middleware(_BodyLimit)
-
-
-class _BodyLimit:
-    """Refuse (413) a request that announces a body over MAX_BODY bytes, before it is read.
-
-    Plain ASGI rather than `@app.middleware("http")`, which runs every request (the UI's too) through
-    an extra task and a re-streamed body: a measurable share of a small request's cost."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = Headers(scope=scope).get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-                response = JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # counts the bytes read, not only Content-Length
 
 
 def one_line(err: RequestValidationError) -> str:

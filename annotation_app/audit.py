@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -26,6 +27,15 @@ CLI = "cli"  # the actor of a command run on the database directly (critic annot
 # A spreadsheet runs a cell starting with one of these as a formula: a user name or a login attempt's
 # name could be "=HYPERLINK(...)". The CSV quotes such a cell with a leading ' (OWASP's advice).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Controls (NUL, line breaks, escape), formats (bidi overrides, zero-width) and line separators: a
+# name tried at login may hold any of them, and none may reach a file, a terminal or a page raw.
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def visible(text: str) -> str:
+    """`text` with every control or format character written out as `\\uXXXX`, so what a name or a
+    target holds is seen, and cannot reorder, hide or cut what follows it."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _INVISIBLE else c for c in text)
 
 
 def record(
@@ -104,7 +114,9 @@ def export_csv(session: Session, admin: User | None) -> str:
 
 
 def _cell(value: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula, with no control raw."""
+    if isinstance(value, str):
+        value = visible(value)
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,16 @@ DEFAULT_LIFETIME_HOURS = 24.0
 SEEN_EVERY = timedelta(minutes=1)
 NOT_LOGGED_IN = "not logged in (unknown or expired session)"
 WRONG_LOGIN = "wrong user name or password"
+DISABLED = "this account is disabled: ask an admin to enable it"
+FIRST_ADMIN = "critic annotate add-user NAME --role admin"
+NO_USERS = f"no users yet: create the first admin on the server with `{FIRST_ADMIN}`"
+# A user name: ASCII letters and digits, `.`, `_` and `-`, starting with a letter or digit. Names are
+# shown on pages, in the audit log and its CSV: nothing in this set is markup or a control character,
+# and no letter of another script can pass for an ASCII one.
+NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME - 1}}}")
+NAME_RULE = (
+    f"user name must be 1-{MAX_NAME} ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
 
 
 class SessionExpired(AppError):
@@ -85,6 +96,15 @@ def check_role(role: object) -> None:
         raise AppError(f"unknown role {role!r} (choose from {', '.join(ROLES)})")
 
 
+def check_name(name: object) -> str:
+    """`name` without surrounding space, or AppError unless it is in the documented set (NAME_PATTERN).
+    The message does not repeat the name: it may be markup or control characters."""
+    name = name.strip() if isinstance(name, str) else ""
+    if not NAME_PATTERN.fullmatch(name):
+        raise AppError(NAME_RULE)
+    return name
+
+
 def check_password(password: object) -> None:
     """AppError unless `password` is text of at least MIN_PASSWORD characters."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
@@ -112,9 +132,7 @@ def create_user(session: Session, name: str, role: str, password: str, *, actor:
     """A new user; AppError for a taken or malformed name, an unknown role or a short password.
     Admins take no compare or write tasks unless they opt in (`takes_tasks`). Audited as `add_user`
     by `actor` (the admin's name; "cli" for the shell), in the same transaction."""
-    name = name.strip() if isinstance(name, str) else ""
-    if not name or len(name) > MAX_NAME or any(c.isspace() for c in name):
-        raise AppError(f"user name must be 1-{MAX_NAME} characters without spaces")
+    name = check_name(name)
     check_role(role)
     check_password(password)
     try:
@@ -129,8 +147,26 @@ def create_user(session: Session, name: str, role: str, password: str, *, actor:
         session.rollback()  # undo a failed insert, or end the read that reloaded the new user
 
 
+class AccountDisabled(AppError):
+    """The right password for a disabled user. Only the right password hears it, so a guesser learns
+    nothing about which accounts exist or are disabled."""
+
+    def __init__(self) -> None:
+        super().__init__(DISABLED)
+
+
+def has_users(session: Session) -> bool:
+    """Whether anyone can log in yet: an empty database shows how to create the first admin."""
+    try:
+        return session.exec(select(User.id).limit(1)).first() is not None
+    finally:
+        session.rollback()
+
+
 def authenticate(session: Session, name: str, password: str) -> User:
-    """The user with these credentials; AppError (the same message either way) if there is none."""
+    """The user with these credentials. AppError if there is none: WRONG_LOGIN whatever was wrong (in
+    an empty database, NO_USERS, which says how to make the first admin); AccountDisabled for a
+    disabled user's right password."""
     global _DUMMY_HASH
     name = name.strip() if isinstance(name, str) else ""  # as create_user stores it
     try:
@@ -138,9 +174,12 @@ def authenticate(session: Session, name: str, password: str) -> User:
         if user is None:
             _DUMMY_HASH = _DUMMY_HASH or hash_password("not a password")
             verify_password(password, _DUMMY_HASH)
-        elif verify_password(password, user.password_hash) and not user.disabled:
-            return _detached(session, user)  # a disabled user hears the same as a wrong password
-        raise AppError(WRONG_LOGIN)
+            raise AppError(WRONG_LOGIN if has_users(session) else NO_USERS)
+        if not verify_password(password, user.password_hash):
+            raise AppError(WRONG_LOGIN)
+        if user.disabled:
+            raise AccountDisabled()
+        return _detached(session, user)
     finally:
         session.rollback()  # end the read transaction: no lock outlives the call
 
@@ -161,8 +200,10 @@ def login(session: Session, name: str, password: str, client: str = "") -> str:
 
     Throttled (throttle.py) per account and per client: while either is locked the password is not
     checked and TooManyAttempts says when to try again; the failure that earns a lock answers with it
-    too. Otherwise an unknown name, a wrong password and a disabled user all hear WRONG_LOGIN. Each
-    attempt is an audit event: `login`, `login_failed` or `login_throttled` (target: the name tried).
+    too. Otherwise an unknown name and a wrong password hear WRONG_LOGIN (NO_USERS while there are no
+    users), and a disabled user's right password AccountDisabled, which counts as a failure too. Each
+    attempt is an audit event: `login`, `login_failed` (detail `disabled` for a disabled user) or
+    `login_throttled` (target: the name tried).
     The password is checked outside any transaction: scrypt is slow, and writers must not wait on it."""
     name = name if isinstance(name, str) else ""
     tried = _storable(name.strip()[: throttle.MAX_KEY])
@@ -176,10 +217,13 @@ def login(session: Session, name: str, password: str, client: str = "") -> str:
         if tried != name.strip()[: throttle.MAX_KEY] or _storable(password) != password:
             raise AppError(WRONG_LOGIN)  # text UTF-8 cannot hold: no stored name or password has it
         user = authenticate(session, name, password)
-    except AppError:
+    except AppError as err:
         with _unit(session):
             wait = throttle.failed(session, keys)
-            audit.record(session, "", "login_failed", tried, {"locked_for_s": wait} if wait else None, client)
+            detail = {"locked_for_s": wait} if wait else {}
+            if isinstance(err, AccountDisabled):
+                detail["disabled"] = True
+            audit.record(session, "", "login_failed", tried, detail or None, client)
         if wait:
             raise throttle.TooManyAttempts(wait) from None
         raise
@@ -197,11 +241,12 @@ def login(session: Session, name: str, password: str, client: str = "") -> str:
 
 
 def _storable(text: object) -> str:
-    """`text` with what UTF-8 cannot encode (a lone surrogate, which JSON can carry) as U+FFFD, so a
-    garbled login is throttled and audited like any failure instead of failing in the database."""
+    """`text` with what UTF-8 cannot encode (a lone surrogate, which JSON can carry) and NUL (which
+    PostgreSQL's text cannot hold) as U+FFFD, so a garbled login is throttled and audited like any
+    failure instead of failing in the database. No stored name holds either (`check_name`)."""
     if not isinstance(text, str):
         return ""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def _refuse(session: Session, tried: str, client: str, wait: int) -> None:

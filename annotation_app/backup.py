@@ -47,7 +47,7 @@ def sqlite_path(url: str) -> Path:
         where = parsed.render_as_string(hide_password=True)
         raise BackupError(
             f"{where} is not SQLite: back up PostgreSQL with pg_dump (pg_dump -Fc -f FILE DBNAME), "
-            "see README.md, 'Run it for a team'"
+            "see annotation_app/README.md, 'Run it for a team'"
         )
     if not parsed.database or parsed.database == ":memory:":
         raise BackupError("an in-memory SQLite database has nothing on disk to back up")

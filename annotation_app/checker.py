@@ -4,7 +4,10 @@ The check is the CriticGPT adversarial test: the current critic reviews the tamp
 review` does by default, with the repair search at the review's min-score and max-findings, and the
 rubric rater, which knows the bug, says whether that critique included it. A bug it misses is
 adversarial. The repair search has no randomness, so it runs once (CHECK_SEARCHES): a second search
-would only repeat the first. Annotators read the critique (the assisted writers' start, the model
+would only repeat the first. Its cost is that search: every candidate repair scored by the policy in
+packed rows, one forward pass per row, no sampling and no reward model (bench/annotation_check.py: about
+1 s warm for a 30-line function on 2 quiet cores, where the old check's three FSBS searches took about
+20 s; issue 26 asks at most 10 s). Annotators read the critique (the assisted writers' start, the model
 critique on compare cards), so it is written from quotes of the code and the bug taxonomy's comments,
 never from the model's free text. torch is imported only when a check runs, so the store and the API
 start without it.

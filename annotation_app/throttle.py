@@ -1,8 +1,11 @@
 """Failed logins, counted per account and per client address, and the temporary locks they earn.
 
-Five failures in a row for a key are free; the sixth locks the key for 30 s, and each failure after a
-lock has passed doubles it (60 s, 2 min, ...) up to 15 minutes. While either of a login's keys is locked
-the password is not even checked (`TooManyAttempts`, which the API answers with 429 and Retry-After).
+An account is strict: five failures in a row are free, the sixth locks it for 30 s, and each failure
+after a lock has passed doubles it (60 s, 2 min, ...) up to 15 minutes. An address is looser, twenty
+free failures (across any names) before the same locks: a team behind one NAT address shares it, and a
+few typos by several people must not lock them all out, while one guesser still meets the account's
+limit on every name it tries. While either of a login's keys is locked the password is not even
+checked (`TooManyAttempts`, which the API answers with 429 and Retry-After).
 A successful login clears the account's count and the client's. A name nobody has is counted like a
 real one, so a lock reveals nothing about which names exist. A count whose first failure is a day old
 is forgotten once no lock is in force, so occasional typos over weeks never add up to a lock.
@@ -25,7 +28,8 @@ from sqlmodel import Session, col, select
 from critic.annotation_app.db import LoginFailure, now
 from critic.annotation_app.errors import AppError
 
-FREE_FAILURES = 5  # failures in a row before the first lock
+FREE_FAILURES = 5  # an account's failures in a row before its first lock
+CLIENT_FREE_FAILURES = 20  # an address's (looser: several people may share one, behind a NAT)
 FIRST_LOCK_S = 30
 MAX_LOCK_S = 15 * 60
 FORGET_AFTER = timedelta(hours=24)  # an unlocked count this old (from its first failure) starts over
@@ -56,11 +60,17 @@ def keys(name: str, client: str) -> list[str]:
     return found
 
 
-def lock_seconds(failures: int) -> int:
-    """How long a key with `failures` failures in a row is locked from its latest failure (0: not)."""
-    if failures <= FREE_FAILURES:
+def lock_seconds(failures: int, free: int = FREE_FAILURES) -> int:
+    """How long a key with `failures` failures in a row, `free` of them free, is locked from its latest
+    failure (0: not)."""
+    if failures <= free:
         return 0
-    return min(FIRST_LOCK_S * 2 ** min(failures - FREE_FAILURES - 1, 16), MAX_LOCK_S)
+    return min(FIRST_LOCK_S * 2 ** min(failures - free - 1, 16), MAX_LOCK_S)
+
+
+def free_failures(key: str) -> int:
+    """How many failures in a row a key may have before its first lock: an address's allowance is looser."""
+    return CLIENT_FREE_FAILURES if key.startswith("client:") else FREE_FAILURES
 
 
 def locked_for(session: Session, keys: Sequence[str]) -> int:
@@ -93,7 +103,7 @@ def failed(session: Session, keys: Sequence[str]) -> int:
     wait = 0
     for row in rows:
         row.failures += 1
-        seconds = lock_seconds(row.failures)
+        seconds = lock_seconds(row.failures, free_failures(row.key))
         if seconds:
             row.locked_until = at + timedelta(seconds=seconds)
         if row.locked_until is not None and row.locked_until > at:

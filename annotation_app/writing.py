@@ -353,9 +353,9 @@ def _validated(
     if len(highlights) > MAX_HIGHLIGHTS:
         raise AppError(f"{len(highlights)} highlights; the limit is {MAX_HIGHLIGHTS}")
     if not isinstance(preamble, str):
-        raise AppError("the preamble must be text")
+        raise AppError("the overall remark must be text")
     if len(preamble) > MAX_RATIONALE:
-        raise AppError(f"the preamble is {len(preamble)} characters; the limit is {MAX_RATIONALE}")
+        raise AppError(f"the overall remark is {len(preamble)} characters; the limit is {MAX_RATIONALE}")
     pairs: list[tuple[str, str]] = []
     sources: list[int | None] = []
     for n, item in enumerate(highlights, start=1):
@@ -390,7 +390,7 @@ def _validated(
         pairs.append((quote, comment))
         sources.append(source)
     if not pairs and not preamble.strip():
-        raise AppError("the critique is empty: write at least one highlight or a preamble")
+        raise AppError("the critique is empty: write at least one highlight or an overall remark")
     try:
         text = format_critique(pairs, preamble)
     except ValueError as err:

@@ -24,6 +24,24 @@ DESCRIPTION = "Off-by-one: the loop stops before the last element, so the total 
 ORIGIN = "test:fixed-critiques"
 
 
+def handler_for(ui, component, event: str = "click"):
+    """The registered function (as Gradio calls it) of `component`'s `event` in the AnnotationUI `ui`."""
+    for block_fn in ui.blocks.fns.values():
+        if any(target == component._id and name == event for target, name in block_fn.targets):
+            return block_fn
+    raise AssertionError(f"no {event} handler on {component}")
+
+
+def sent(block_fn, page: dict, server: dict) -> list:
+    """The arguments Gradio passes `block_fn`: each gr.State from `server` (a State lives on the server,
+    so it is what the last handler left), every other input as the page held it when the event fired
+    (`page`). A request sent before one handler and run after it sees the page of before and the states
+    of after: a race this builds without a browser."""
+    import gradio as gr
+
+    return [server[c] if isinstance(c, gr.State) else page[c] for c in block_fn.inputs]
+
+
 def tampered(code: str) -> str:
     return code.replace("range(len(xs))", "range(len(xs) - 1)")
 

@@ -87,7 +87,8 @@ def test_users_progress_and_expiry_over_http(setup):
     assert disabled.status_code == 200, disabled.text
     assert client.get("/api/me", headers=bob).status_code == 401  # his session ended with it
     relogin = client.post("/api/login", json={"name": "bob", "password": PASSWORD})
-    assert relogin.status_code == 400 and relogin.json() == {"detail": "wrong user name or password"}
+    disabled_detail = {"detail": "this account is disabled: ask an admin to enable it"}
+    assert relogin.status_code == 400 and relogin.json() == disabled_detail  # the right password hears it
     refused = [
         ("/api/admin/users/bob", {"disabled": "yes"}, 422, "disabled: Input should be a valid boolean"),
         ("/api/admin/users/bob", {"name": "robert"}, 422, "name: Extra inputs are not permitted"),
@@ -274,10 +275,10 @@ def test_a_login_utf8_cannot_hold_is_a_failed_login_throttled_and_audited(setup)
 
     garbled = log_in_raw("bob", "\\ud800" + PASSWORD)
     assert garbled.status_code == 400 and garbled.json() == {"detail": "wrong user name or password"}
-    statuses = [log_in_raw("mal\\udfffory", "whatever password").status_code for _ in range(6)]
-    assert statuses == [400] * 4 + [429, 429]  # this address's 6th failure (bob's was the 1st) locks it
+    statuses = [log_in_raw("mal\\udfffory", "whatever password").status_code for _ in range(7)]
+    assert statuses == [400] * 5 + [429, 429]  # this name's 6th failure locks it
     with Session(engine) as session:
         events = session.exec(select(AuditEvent).where(AuditEvent.action.like("login%"))).all()
-    assert [e.action for e in events] == ["login_failed"] * 6 + ["login_throttled"]
+    assert [e.action for e in events] == ["login_failed"] * 7 + ["login_throttled"]
     assert events[0].target == "bob" and events[-1].target.startswith("mal")
     assert "\udfff" not in events[-1].target  # stored as U+FFFD

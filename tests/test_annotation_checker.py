@@ -184,6 +184,42 @@ def test_check_runs_the_real_repair_search(repair_critic):
         assert h.comment == bug.comment or h.comment.startswith(f"{bug.comment} Suggested fix: ")
 
 
+def test_a_check_costs_one_repair_search(repair_critic, monkeypatch):
+    """What a check costs (issue 26, item 13: at most 10 s for a 30-line function on 2 idle cores;
+    bench/annotation_check.py measures it): the repair search alone, every candidate repair of the code
+    scored in packed rows of at most ROW_TOKENS tokens, one policy forward pass per row. Never FSBS's
+    sampling (the old check's three searches took 17-23 s warm) and never the reward model."""
+    import random
+
+    from critic.datagen.tamper import tamper
+    from critic.datagen.tamper_data import humaneval_items
+    from critic.inference.repair_scoring import ROW_TOKENS
+
+    critic = lazy_critic(*repair_critic)()
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("a check samples nothing")
+
+    monkeypatch.setattr(critic, "search", no_sampling)
+    rows: list[int] = []
+    scored: list[str] = []
+    hooks = [
+        critic.policy.model.register_forward_pre_hook(lambda _, args: rows.append(args[0].shape[-1])),
+        critic.reward.register_forward_pre_hook(lambda *_: scored.append("reward")),
+        critic.reward.model.register_forward_pre_hook(lambda *_: scored.append("reward model")),
+    ]
+    # The bench's costliest 30-line function: 32 lines, 120 candidate repairs.
+    (item,) = [i for i in humaneval_items() if i.task_id == "HumanEval/140"]
+    (tampering,) = tamper(item.code, random.Random("0:HumanEval/140"))
+    try:
+        result = check_tampering(critic, tampering.code, tampering.bug_lines, tampering.description)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert result.settings["search"] == "repairs" and len(result.critiques) == 1
+    assert scored == [] and 1 <= len(rows) <= 4 and max(rows) <= ROW_TOKENS, (scored, rows)
+
+
 def test_tamper_submit_over_http_runs_the_critic(repair_critic, annotation_engine, tmp_path):
     """Through the full app (API + UI): the server checks the submitted code itself and stores the
     critic's critique, named after the model with the search it came from, beside the gold critique."""
@@ -223,3 +259,17 @@ def test_tamper_submit_over_http_runs_the_critic(repair_critic, annotation_engin
         code_lines(code)[2] in model.text
         and "Suggested fix: replace `len(xs) - 1` with `len(xs)`." in model.text
     )
+
+
+def test_the_server_says_which_sandbox_runs_tests(tmp_path, monkeypatch, capsys):
+    """At start-up, one line on stderr: the isolation *Run tests* has (critic.datagen.sandbox)."""
+    import uvicorn
+
+    from critic.annotation_app import server
+    from critic.datagen.sandbox import isolation
+
+    monkeypatch.setattr(server, "create_app", lambda *args, **kwargs: None)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    server.serve(f"sqlite:///{tmp_path / 'a.db'}")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Run tests sandbox:")]
+    assert lines == [f"Run tests sandbox: {isolation()}"]

@@ -12,12 +12,23 @@ import itertools
 import time
 
 import pytest
-from browser import PASSWORD, artifacts_dir, browser, expect, log_in, needs_browser, serve_app
+from annotation_helpers import handler_for, sent
+from browser import (
+    PASSWORD,
+    artifacts_dir,
+    assert_readable,
+    browser,
+    choose,
+    expect,
+    log_in,
+    needs_browser,
+    serve_app,
+)
 from sqlmodel import Session, col, select
 
 from critic.annotation_app import store
 from critic.annotation_app.checker import CheckResult
-from critic.annotation_app.db import Critique, Rating, Tampering
+from critic.annotation_app.db import Critique, Draft, Rating, Tampering
 from critic.annotation_app.ui.base import AUTOSAVE_S
 from critic.core.critique import parse_critique
 
@@ -47,6 +58,7 @@ CRITIQUE = (
 FIELDS = ("cbi", "comprehensiveness", "conciseness", "overall")
 FLAGS = ("nitpick", "fake_problem", "hallucinated_quote")
 VIEWPORT = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 _RATERS = itertools.count(1)
 
 
@@ -353,6 +365,54 @@ def test_the_page_fits_1280x800_and_the_code_stays_in_view(task, page) -> None:
     expect(page.locator("#compare-code")).to_be_in_viewport()
     expect(page.locator("#compare-code .cmp-bug")).to_be_in_viewport()
     page.screenshot(path=artifacts_dir() / "compare-last-critique.png")
+    assert_readable(page, "the Compare tab")
+
+
+# Layout facts of the phone page: no sideways scrolling; the code column above the rating column, and
+# each as wide as the page.
+PHONE_LAYOUT = """() => {
+  const left = document.querySelector('#compare-left').getBoundingClientRect();
+  const right = document.querySelector('#compare-right').getBoundingClientRect();
+  return {overflow: document.documentElement.scrollWidth - window.innerWidth,
+          stacked: left.bottom <= right.top + 1, left: left.width, right: right.width};
+}"""
+
+
+@needs_browser
+def test_a_whole_task_is_rated_on_a_phone(task, chromium) -> None:
+    """Issue 26, item 11: at 390×844 the code stacks above the ratings, nothing scrolls sideways, and a
+    whole task is rated and submitted by tapping (Playwright clicks only what is visible and on top)."""
+    url, engine, tampering_id, rater = task
+    context = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        log_in(page, url, rater)
+        page.get_by_role("tab", name="Compare").click()
+        expect(page.locator("#critique-0-text .cmp-card")).to_be_visible()
+        layout = page.evaluate(PHONE_LAYOUT)
+        assert layout["overflow"] <= 0 and layout["stacked"], layout
+        assert min(layout["left"], layout["right"]) >= 0.8 * PHONE["width"], layout  # not a sliver
+        wanted = answers(len(critiques_of(engine, tampering_id)))
+        for i, answer in enumerate(wanted):
+            page.locator(f'#compare-nav [data-cmp-goto="{i}"]').click()
+            expect(page.locator(f"#critique-{i}")).to_be_visible()
+            for field in FIELDS:
+                choose(page, f"critique-{i}-{field}", answer[field])
+            page.locator(f"#critique-{i}-rationale textarea").fill(answer["rationale"])
+            assert page.evaluate(PHONE_LAYOUT)["overflow"] <= 0
+        page.screenshot(path=artifacts_dir() / "compare-390x844.png", full_page=True)
+        assert_readable(page, "the Compare tab on a phone")
+        page.locator("#compare-submit").click()
+        expect(page.locator("#compare-status")).to_contain_text(f"Submitted ratings for task {tampering_id}")
+    finally:
+        context.close()
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Rating).where(
+                col(Rating.critique_id).in_([c.id for c in critiques_of(engine, tampering_id)])
+            )
+        ).all()
+    assert sorted(r.overall for r in rows) == sorted(a["overall"] for a in wanted)
 
 
 def test_a_refused_submission_lists_every_problem_and_autosave_leaves_it(tmp_path) -> None:
@@ -379,7 +439,7 @@ def test_a_refused_submission_lists_every_problem_and_autosave_leaves_it(tmp_pat
     values = [opened.get(c) for c in tab._slot_inputs]  # as the page sends them: hidden slots too
     per_slot = len(tab.slots[0].inputs)
 
-    refused = tab.submit_ratings(token, task, *values)
+    refused = tab.submit_ratings(token, task, task["id"], *values)
     assert refused[tab.checking] is True and tab.task not in refused  # the task stays open
     assert refused[tab.problems].count("<li>") == n
     assert refused[tab.problems].count("data-cmp-field=") == n * 5  # 4 scores and a rationale each
@@ -387,16 +447,54 @@ def test_a_refused_submission_lists_every_problem_and_autosave_leaves_it(tmp_pat
     for i, answer in enumerate(answers(n)):
         for field, value in answer.items():
             values[i * per_slot + list(store.RATED_FIELDS).index(field)] = value
-        saved = tab.autosave(token, task, opened[tab.saved], *values)
+        saved = tab.autosave(token, task, opened[tab.saved], task["id"], *values)
         assert set(saved) == {tab.compare_draft, tab.compare_timer, tab.saved}  # the list stays
         checked = tab.recheck(task, True, *values)
         assert checked[tab.problems].count("<li>") == n - i - 1
         assert checked[tab.nav].count("cmp-done") == i + 1
     assert checked[tab.problems] == ""  # all answered: the list is gone
 
-    done = tab.submit_ratings(token, task, *values)
+    done = tab.submit_ratings(token, task, task["id"], *values)
     assert f"Submitted ratings for task {tampering_id}" in done[tab.compare_status]
     assert done[tab.task] is None and done[tab.problems] == ""
     with Session(engine) as session:
         assert len(session.exec(select(Rating)).all()) == n
+    engine.dispose()
+
+
+def test_a_late_autosave_never_lands_on_the_next_task(tmp_path) -> None:
+    """Issue 26, item 9, on the Compare tab: the autosave of task A's answers is sent, then Submit of A
+    runs first and opens task B (a slow server). The late save carries A's answers while the server's
+    state already says B: it must not become B's draft (A's answers under B's critiques)."""
+    from critic.annotation_app.db import init_db, make_engine
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
+    init_db(engine)
+    with Session(engine) as session:
+        store.create_user(session, "admin", "admin", PASSWORD)
+        store.create_user(session, "alice", "annotator", PASSWORD)
+    seed_samples(engine, tmp_path / "samples")
+    first, rater = seed_task(engine)
+    second, _ = seed_task(engine)  # the next task of the same rater (overlap 1)
+    with Session(engine) as session:
+        token = store.login(session, rater, PASSWORD)
+        rater_id = store.authenticate(session, rater, PASSWORD).id
+    ui = AnnotationUI(engine, critic_factory=lambda: None)
+    tab = ui.compare
+    opened = tab.open_task(token)
+    assert opened[tab.task]["id"] == first
+    page = {c: opened.get(c) for c in tab._slot_inputs} | opened | {ui.ctx.token: token}
+    for slot, answer in zip(tab.slots, answers(len(opened[tab.task]["critique_ids"])), strict=False):
+        page |= {slot.controls[field]: value for field, value in answer.items()}
+    server = dict(page)
+    submit = handler_for(ui, tab.compare_submit)
+    server |= submit.fn(*sent(submit, page, server))
+    assert server[tab.task]["id"] == second
+
+    tick = handler_for(ui, tab.compare_timer, "tick")
+    tick.fn(*sent(tick, page, server))  # A's answers, saved after Submit opened B
+    with Session(engine) as session:
+        assert session.get(Draft, (rater_id, "compare", second)) is None
+    assert tab.open_task(token)[tab.compare_draft] == ""  # no "Draft restored" on B
     engine.dispose()

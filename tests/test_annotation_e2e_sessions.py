@@ -14,7 +14,7 @@ import io
 import time
 
 import pytest
-from annotation_helpers import DESCRIPTION, make_team, seed_samples
+from annotation_helpers import DESCRIPTION, handler_for, make_team, seed_samples
 from browser import PASSWORD, TIMEOUT_MS, browser, expect, fill, log_in, needs_browser, serve_app
 from sqlmodel import Session, select
 
@@ -29,14 +29,6 @@ IDLE_MINUTES = 120
 def login(engine, name: str) -> str:
     with Session(engine) as session:
         return store.login(session, name, PASSWORD, client="10.0.0.7")
-
-
-def handler_for(ui: AnnotationUI, component, event: str = "click"):
-    """The registered function (as Gradio calls it) of `component`'s `event`."""
-    for block_fn in ui.blocks.fns.values():
-        if any(target == component._id and name == event for target, name in block_fn.targets):
-            return block_fn
-    raise AssertionError(f"no {event} handler on {component}")
 
 
 def admin_of(engine) -> User:
@@ -63,9 +55,9 @@ def test_an_ended_session_returns_the_page_to_the_login_form_and_resumes_it(
     assert ui.ended in save.outputs and ui.ended not in handler_for(ui, ui.logout_button).outputs
     clock.advance(minutes=IDLE_MINUTES + 2)
     typed = "typed after the last save"
-    result = save.fn(token, sample, None, "x = 1\n", "1", typed)
+    result = save.fn(token, sample, None, "x = 1\n", "1", typed, sample["id"])
     assert set(result) == {ui.ended} and result[ui.ended][0] == EXPIRED
-    again = save.fn(token, sample, None, "x = 1\n", "1", typed)
+    again = save.fn(token, sample, None, "x = 1\n", "1", typed, sample["id"])
     assert again[ui.ended][1] != result[ui.ended][1]  # a new value: the state's change fires again
 
     ended = ui.session_ended(result[ui.ended], "alice", None)
@@ -81,8 +73,11 @@ def test_an_ended_session_returns_the_page_to_the_login_form_and_resumes_it(
     assert all(resumed[timer].active for timer in ui._timers)
     assert ui.tamper.sample not in resumed and ui.tabs not in resumed
     # Someone else logs in on that page: the previous user's work is dropped as after a logout.
-    other = ui.enter(login(engine, "bob"), None, "alice")
+    bob = login(engine, "bob")
+    other = ui.enter(bob, None, "alice")
     assert other[ui.tamper.sample] is None and other[ui.shown_user] == "bob"
+    # A signal of alice's request, sent before bob logged in and handled after: bob stays logged in.
+    assert ui.session_ended(again[ui.ended], "bob", None, bob) == {}
 
     # A reload with the expired token says why the form is back.
     stale = login(engine, "carol")
@@ -196,8 +191,20 @@ def test_disabling_a_user_ends_their_open_session(app) -> None:
         page.locator("#login-name textarea, #login-name input").fill("ann1")
         page.locator("#login-password input").fill(PASSWORD)
         page.locator("#login-button").click()
-        expect(page.locator("#login-status")).to_contain_text("wrong user name or password")
+        expect(page.locator("#login-status")).to_contain_text("this account is disabled")  # right password
         expect(page.locator("#app-panel")).to_be_hidden()
+
+        # A name an older release accepted is shown as typed: no link, its controls written out.
+        with Session(engine) as session:
+            legacy = session.exec(select(User).where(User.name == "ann2")).one()
+            legacy.name = "[phish](http://evil.example)\u202e"
+            session.add(legacy)
+            session.commit()
+        page.locator("#login-name textarea, #login-name input").fill("[phish](http://evil.example)\u202e")
+        page.locator("#login-button").click()
+        who = page.locator("#who")
+        expect(who).to_contain_text("Logged in as [phish](http://evil.example)\\u202e (annotator)")
+        assert who.locator("a").count() == 0
 
 
 @needs_browser

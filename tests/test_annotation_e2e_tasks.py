@@ -18,8 +18,11 @@ from annotation_helpers import (
     BUG_LINES,
     DESCRIPTION,
     FixedCritic,
+    handler_for,
+    make_team,
     rate_task,
     seed_samples,
+    sent,
     tamper_next,
     tampered,
 )
@@ -27,6 +30,7 @@ from browser import (
     PASSWORD,
     TIMEOUT_MS,
     artifacts_dir,
+    assert_readable,
     browser,
     expect,
     fill,
@@ -37,7 +41,7 @@ from browser import (
 from sqlmodel import Session, select
 
 from critic.annotation_app import store
-from critic.annotation_app.db import Assignment, Tampering, User
+from critic.annotation_app.db import Assignment, Draft, Tampering, User
 
 pytestmark = pytest.mark.slow  # a server and a browser per test
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -152,12 +156,24 @@ def test_reload_recovers_a_checked_tampering(app, critic) -> None:
         page.reload()
         expect(page.locator("#tamper-code .cm-content")).to_contain_text("range(len(xs) - 1)")
 
-        fill(page, "tamper-bug-lines", ", ".join(map(str, BUG_LINES)))
         fill(page, "tamper-description", DESCRIPTION)
         button = page.locator("#tamper-check")
+        status = page.locator("#tamper-status")
+        # A refused check's message goes as the next check starts (issue 26, item 16).
+        fill(page, "tamper-bug-lines", "99")
+        button.click()
+        expect(status).to_contain_text("bug line 99 is not a line of the code")
+        fill(page, "tamper-bug-lines", ", ".join(map(str, BUG_LINES)))
         button.click(click_count=3)
         expect(button).to_be_disabled()
         expect(button).to_have_text("Checking…")
+        # While the check still runs (the button disabled, no verdict yet), the old refusal is gone.
+        page.wait_for_function(
+            """() => document.querySelector('#tamper-check').disabled
+                && !document.querySelector('#tamper-status').innerText.includes('bug line 99')
+                && !document.querySelector('#tamper-status').innerText.includes('Checked')""",
+            timeout=30_000,
+        )
         expect(page.get_by_text("the critic is reviewing the code").first).to_be_visible()
         shot(page, "annotation-tamper-checking.png")
         result = page.locator("#tamper-check-result")
@@ -178,6 +194,7 @@ def test_reload_recovers_a_checked_tampering(app, critic) -> None:
         expect(result).to_contain_text("The critic's critique")
         expect(page.locator("#tamper-draft-status")).to_contain_text("with its check against the critic")
         shot(page, "annotation-tamper-restored.png")
+        assert_readable(page, "the Tamper tab")
 
         page.locator("#tamper-submit").click()
         expect(page.locator("#tamper-status")).to_contain_text("Submitted tampering")
@@ -229,6 +246,7 @@ def test_admin_manages_users(app) -> None:
         admin.locator("#admin-add-user").click()
         expect(status).to_contain_text("Added annotator carol")
         expect(admin.locator("#admin-accounts")).to_contain_text("carol")
+        assert_readable(admin, "the Admin tab")
 
         choose_option(admin, "admin-member", "carol")
         fill(admin, "admin-member-password", second)
@@ -251,8 +269,10 @@ def test_admin_manages_users(app) -> None:
         expect(status).to_contain_text("carol is disabled")
         carol.reload()  # a disabled user's session ends: back to the login panel
         expect(carol.locator("#login-button")).to_be_visible()
-        try_login(carol, url, "carol", second)
+        try_login(carol, url, "carol", first)
         expect(carol.locator("#login-status")).to_contain_text(WRONG_LOGIN)  # no hint that carol exists
+        try_login(carol, url, "carol", second)  # only her right password hears why
+        expect(carol.locator("#login-status")).to_contain_text("this account is disabled")
         admin.locator("#admin-enable").click()
         expect(status).to_contain_text("carol is enabled again")
         try_login(carol, url, "carol", second)
@@ -345,8 +365,12 @@ def test_login_claims_nothing_and_lands_on_the_last_tab(app) -> None:
     tamper_next(engine, user(engine, "ann2"))  # a tampering ann1 can rate
     with browser() as chromium:
         admin = chromium.new_context(viewport=VIEWPORT).new_page()
+        admin.goto(url)
+        expect(admin.locator("#login-button")).to_be_visible()
+        assert_readable(admin, "the login page")
         log_in(admin, url, "admin")
         expect(admin.locator("#home-tab-button")).to_have_attribute("aria-selected", "true")
+        assert_readable(admin, "the Home tab")
         page = chromium.new_context(viewport=VIEWPORT).new_page()
         log_in(page, url, "ann1")
         expect(page.locator("#home-tab-button")).to_have_attribute("aria-selected", "true")
@@ -367,3 +391,40 @@ def test_login_claims_nothing_and_lands_on_the_last_tab(app) -> None:
         log_in(page, url, "ann1")
         expect(page.locator("#home-tab-button")).to_have_attribute("aria-selected", "true")
     assert assignments(engine, "ann1") == [("compare", "open")]  # never a sample: Tamper was not opened
+
+
+def test_a_late_autosave_or_skip_never_lands_on_the_next_sample(annotation_engine, tmp_path) -> None:
+    """Issue 26, item 9, without a browser: the page's autosave and Skip of sample A are sent, then
+    Submit of A runs first and opens sample B (a slow server). The late requests carry A's form; the
+    server states already say B. Neither may touch B: no draft of A's code under B, B not skipped."""
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine = annotation_engine
+    _, alice, _, _ = make_team(engine, tmp_path / "src", samples=3)
+    ui = AnnotationUI(engine, lambda: FixedCritic())
+    tab = ui.tamper
+    with Session(engine) as session:
+        token = store.login(session, "alice", PASSWORD)
+    page = tab.open_sample(token) | {ui.ctx.token: token}
+    first = page[tab.sample]["id"]
+    code = tampered(page[tab.code])
+    page |= {tab.code: code, tab.bug_lines: "3", tab.description: DESCRIPTION}
+    with Session(engine) as session:
+        store.check_sample(session, alice, lambda: FixedCritic(), first, code, BUG_LINES, DESCRIPTION)
+    server = dict(page)
+    submit = handler_for(ui, tab.submit_button)
+    server |= submit.fn(*sent(submit, page, server))
+    second = server[tab.sample]["id"]
+    assert second != first and "Submitted tampering" in server[tab.tamper_status]
+
+    tick = handler_for(ui, tab.tamper_timer, "tick")
+    tick.fn(*sent(tick, page, server))  # the autosave of A's form, run after Submit
+    with Session(engine) as session:
+        assert session.get(Draft, (alice.id, "tamper", second)) is None
+    skip = handler_for(ui, tab.skip_button)
+    skipped = skip.fn(*sent(skip, page, server))  # Skip clicked while A was still on the page
+    assert tab.sample not in skipped  # nothing was skipped, no other sample opened
+    assert ("tamper", "open") in assignments(engine, "alice")
+    reopened = tab.open_sample(token)
+    assert reopened[tab.sample]["id"] == second
+    assert reopened[tab.code] != code and reopened[tab.tamper_draft] == ""  # no "Draft restored"

@@ -15,7 +15,17 @@ import time
 
 import pytest
 from annotation_helpers import DESCRIPTION, rating, tampered, write_functions
-from browser import PASSWORD, artifacts_dir, browser, expect, fill, log_in, needs_browser, serve_app
+from browser import (
+    PASSWORD,
+    artifacts_dir,
+    assert_readable,
+    browser,
+    expect,
+    fill,
+    log_in,
+    needs_browser,
+    serve_app,
+)
 from sqlmodel import Session, select
 from test_annotation_write_ui import DIVIDE, INIT, LOOP, check_with_highlights
 
@@ -98,6 +108,7 @@ def test_assisted_and_human_critiques_from_writing_to_export(tmp_path) -> None:
                 expect(value(bob, f"write-h{i}-quote")).to_have_value(quote)
                 expect(bob.locator(f"#write-h{i}-heading")).to_contain_text("from the critic")
             expect(slot(bob, 3)).to_be_hidden()
+            assert_readable(bob, "the Write tab")
 
             # Keep highlight 1, edit 2, remove 3, add one of his own by its line number.
             fill(bob, "write-h1-comment", EDITED)

@@ -510,7 +510,10 @@ def test_admins_manage_users(team):
             store.user_for_token(session, token)
         with pytest.raises(store.AppError) as err:
             store.login(session, "alice", PASSWORD)
-        assert str(err.value) == "wrong user name or password"  # the same as a wrong password
+        assert str(err.value) == "this account is disabled: ask an admin to enable it"  # the right password
+        with pytest.raises(store.AppError) as err:
+            store.login(session, "alice", "not her password")
+        assert str(err.value) == "wrong user name or password"  # a guesser learns nothing
         store.update_user(session, admin, "alice", disabled=False)
         token = store.login(session, "alice", PASSWORD)
 
@@ -759,11 +762,13 @@ def test_ui_check_goes_through_the_store(team):
     state = {"id": sample.sample_id, "original": sample.code, "has_tests": False}
     code = tampered(sample.code)
     with pytest.raises(store.Forbidden, match="not in your queue"):
-        ui.tamper.run_check(bob_token, state, code, "3", DESCRIPTION)  # alice's sample, bob's check
+        ui.tamper.run_check(
+            bob_token, state, code, "3", DESCRIPTION, state["id"]
+        )  # alice's sample, bob's check
     with pytest.raises(store.AppError, match="description is empty"):
-        ui.tamper.run_check(alice_token, state, code, "3", " ")
+        ui.tamper.run_check(alice_token, state, code, "3", " ", state["id"])
     assert not loaded  # neither refused check loaded the critic
-    result = ui.tamper.run_check(alice_token, state, code, "3", DESCRIPTION)[ui.tamper.check]
+    result = ui.tamper.run_check(alice_token, state, code, "3", DESCRIPTION, state["id"])[ui.tamper.check]
     assert loaded and result.caught == [True] and result.code == code
 
 
@@ -905,7 +910,9 @@ def test_ui_check_progress_restore_and_submit_on_the_stored_check(team):
     state = ui.tamper.open_sample(token)[ui.tamper.sample]
     code = tampered(state["original"])
     steps: list[str] = []
-    checked = ui.tamper.run_check(token, state, code, "3", DESCRIPTION, lambda *_, desc: steps.append(desc))
+    checked = ui.tamper.run_check(
+        token, state, code, "3", DESCRIPTION, state["id"], lambda *_, desc: steps.append(desc)
+    )
     assert steps == ["the critic is reviewing the code"] and searches == [code]
     shown = checked[ui.tamper.check_result]
     assert shown.startswith("✗ **Not adversarial**: the critic caught the bug.") and "**Line 3**" in shown
@@ -919,14 +926,16 @@ def test_ui_check_progress_restore_and_submit_on_the_stored_check(team):
     assert "with its check against the critic" in reopened[ui.tamper.tamper_draft]
 
     edited = code.replace("total = 0", "total = 0.0")
-    ui.tamper.save_tamper_draft(token, state, reopened[ui.tamper.saved], edited, "3", DESCRIPTION)
+    ui.tamper.save_tamper_draft(
+        token, state, reopened[ui.tamper.saved], edited, "3", DESCRIPTION, state["id"]
+    )
     stale = ui.tamper.open_sample(token)
     assert stale[ui.tamper.code] == edited and stale[ui.tamper.check] is None
     assert stale[ui.tamper.check_result] == ""
     with pytest.raises(store.AppError, match="the code changed since the check"):
-        ui.tamper.submit_tampering(token, state, edited, "3", DESCRIPTION)
+        ui.tamper.submit_tampering(token, state, edited, "3", DESCRIPTION, state["id"])
 
-    submitted = ui.tamper.submit_tampering(token, state, code, "3", DESCRIPTION)
+    submitted = ui.tamper.submit_tampering(token, state, code, "3", DESCRIPTION, state["id"])
     assert "Submitted tampering" in submitted[ui.tamper.tamper_status]
     assert "1 done" in submitted[ui.tamper.tamper_progress] and searches == [code]
     with Session(engine) as session:
@@ -944,11 +953,13 @@ def test_ui_draft_is_saved_only_when_the_form_changed(team):
     ui = AnnotationUI(engine, FixedCritic)
     opened = ui.tamper.open_sample(token)
     state, saved = opened[ui.tamper.sample], opened[ui.tamper.saved]
-    unchanged = ui.tamper.save_tamper_draft(token, state, saved, state["original"].rstrip("\n"), "", "")
+    unchanged = ui.tamper.save_tamper_draft(
+        token, state, saved, state["original"].rstrip("\n"), "", "", state["id"]
+    )
     assert ui.tamper.saved not in unchanged and count(engine, Draft) == 0
-    changed = ui.tamper.save_tamper_draft(token, state, saved, state["original"], "3", "")
+    changed = ui.tamper.save_tamper_draft(token, state, saved, state["original"], "3", "", state["id"])
     assert changed[ui.tamper.saved]["bug_lines"] == "3" and count(engine, Draft) == 1
-    assert ui.tamper.saved not in ui.tamper.save_tamper_draft(None, None, None, "", "", "")  # no sample
+    assert ui.tamper.saved not in ui.tamper.save_tamper_draft(None, None, None, "", "", "", None)  # no sample
 
 
 def test_ui_skip_opens_the_next_sample_and_counts(team):
@@ -960,11 +971,11 @@ def test_ui_skip_opens_the_next_sample_and_counts(team):
     opened = ui.tamper.open_sample(token)
     assert "0 done, 3 left" in opened[ui.tamper.tamper_progress]
     first = opened[ui.tamper.sample]["id"]
-    skipped = ui.tamper.skip_sample(token, opened[ui.tamper.sample])
+    skipped = ui.tamper.skip_sample(token, opened[ui.tamper.sample], opened[ui.tamper.sample]["id"])
     assert skipped[ui.tamper.tamper_status] == f"Skipped sample {first}."
     assert skipped[ui.tamper.sample]["id"] != first and "0 done, 2 left" in skipped[ui.tamper.tamper_progress]
     with pytest.raises(store.AppError, match="no sample is open"):
-        ui.tamper.skip_sample(token, None)
+        ui.tamper.skip_sample(token, None, None)
 
 
 @pytest.mark.parametrize(
@@ -1024,8 +1035,8 @@ def test_ui_admin_manages_users_through_the_store(team):
     admin.set_role(token, "dave", "admin")
     admin.update_user(token, "dave", "{}", disabled=True)
     with Session(engine) as session:
-        with pytest.raises(store.AppError, match="wrong user name or password"):
-            store.authenticate(session, "dave", "second password")  # disabled: as a wrong password
+        with pytest.raises(store.AppError, match="this account is disabled"):
+            store.authenticate(session, "dave", "second password")  # disabled: the right password hears it
     admin.update_user(token, "dave", "{}", disabled=False)
     with Session(engine) as session:
         assert store.authenticate(session, "dave", "second password").role == "admin"

@@ -1,5 +1,6 @@
-"""Failed logins are throttled per account and per client address: five free tries, then locks that
-grow from 30 s to 15 minutes; a success resets the count; unknown names are throttled alike.
+"""Failed logins are throttled per account and per client address: five free tries per account (twenty
+per address, which a team behind one NAT shares), then locks that grow from 30 s to 15 minutes; a
+success resets the count; unknown names are throttled alike.
 
 The app's clock (`db.now`) is moved by the tests, so a lock takes no time to wait out. Every test runs
 on SQLite and, when CRITIC_TEST_POSTGRES_URL is set, on PostgreSQL (the `annotation_engine` fixture).
@@ -94,15 +95,35 @@ def test_unknown_names_are_throttled_like_real_ones(engine):
 
 
 def test_a_client_is_throttled_across_names_and_a_success_resets_it(engine, clock):
-    for name in ("carol", "dave", "erin", "frank", "grace"):
+    guessed = [f"user{n}" for n in range(throttle.CLIENT_FREE_FAILURES)]  # one try each: no account locks
+    for name in guessed:
         assert str(fail(engine, name, "10.9.9.9")) == WRONG
-    assert isinstance(fail(engine, "heidi", "10.9.9.9"), store.TooManyAttempts)  # the client's sixth
+    assert isinstance(fail(engine, "heidi", "10.9.9.9"), store.TooManyAttempts)  # the client's 21st
     assert isinstance(attempt(engine, "bob", PASSWORD, "10.9.9.9"), store.TooManyAttempts)
     assert isinstance(attempt(engine, "bob", PASSWORD, "10.1.1.1"), str)  # bob elsewhere: fine
     clock.advance(seconds=30)
     assert isinstance(attempt(engine, "bob", PASSWORD, "10.9.9.9"), str)
-    for name in ("carol", "dave", "erin", "frank", "grace"):
+    for name in guessed:
         assert str(fail(engine, name, "10.9.9.9")) == WRONG  # bob's login reset the client's count
+
+
+def test_a_team_behind_one_address_survives_everyones_typos(annotation_engine, clock):
+    """Four people behind one NAT each mistype their password three times, then log in: nobody is
+    locked out. Each account still locks at its own sixth failure, from that address or any other."""
+    team = ("alice", "bob", "carol", "dave")
+    make_users(annotation_engine, *team)
+    for name in team:
+        for _ in range(3):
+            assert str(fail(annotation_engine, name, "192.0.2.7")) == WRONG
+    for name in team:
+        assert isinstance(attempt(annotation_engine, name, PASSWORD, "192.0.2.7"), str), name
+    for _ in range(5):
+        fail(annotation_engine, "carol", "192.0.2.7")
+    assert isinstance(fail(annotation_engine, "carol", "192.0.2.7"), store.TooManyAttempts)
+    assert isinstance(attempt(annotation_engine, "dave", PASSWORD, "192.0.2.7"), str)  # the address is not
+    assert throttle.lock_seconds(20, throttle.free_failures("client:x")) == 0
+    assert throttle.lock_seconds(21, throttle.free_failures("client:x")) == 30
+    assert throttle.lock_seconds(6, throttle.free_failures("user:x")) == 30
 
 
 def test_an_old_count_is_forgotten(engine, clock):

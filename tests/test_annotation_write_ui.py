@@ -5,7 +5,7 @@ critic.annotation_app.writing, so every refusal is the store's and a refused sub
 from __future__ import annotations
 
 import pytest
-from annotation_helpers import DESCRIPTION, PASSWORD, make_team, tampered
+from annotation_helpers import DESCRIPTION, PASSWORD, handler_for, make_team, sent, tamper_next, tampered
 from sqlmodel import Session, col, func, select
 
 from critic.annotation_app import store, writing
@@ -118,7 +118,7 @@ def test_assisted_writer_starts_from_the_critic_and_the_store_logs_each_highligh
     assert filled[tab.slots[2].quote] == "        total += xs[i]"
     values[2 * 3 : 2 * 3 + 3] = ["4", filled[tab.slots[2].quote], "Indexing by position is unidiomatic."]
 
-    done = tab.submit_critique(token, task, sources, preamble, *values)
+    done = tab.submit_critique(token, task, task["id"], sources, preamble, *values)
     assert done[tab.write_status] == f"✓ Submitted your critique of task {tampering_id}."
     assert done[tab.task] is None and "No critique to write" in done[tab.write_info]
     with Session(engine) as session:
@@ -141,7 +141,7 @@ def test_a_quote_not_in_the_code_is_flagged_then_refused_by_the_store_and_nothin
     values[1] = "for i in range(len(ys)):"  # the first highlight's quote, edited into code that is not there
     assert "not in the code" in tab.check_quote(0, task, values[1])[tab.slots[0].place]
     with pytest.raises(store.AppError, match=r"^highlight 1: the quote is not in the code$"):
-        tab.submit_critique(token, task, sources, preamble, *values)
+        tab.submit_critique(token, task, task["id"], sources, preamble, *values)
     assert written(engine) == 0
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(HighlightEvent)).one() == 0
@@ -161,13 +161,16 @@ def test_human_writer_starts_empty_and_blank_added_rows_are_not_highlights(writi
     assert all(opened[slot.box].visible is False for slot in tab.slots)
     blank = tab.add_highlight(task, sources, *values)
     _, blank_sources, _, blank_values = form(tab, blank | {tab.task: task, tab.preamble: ""})
-    with pytest.raises(store.AppError, match="the critique is empty"):
-        tab.submit_critique(token, task, blank_sources, "", *blank_values)
+    # The refusal names the field as the page labels it ("Overall remark"), not the store's "preamble".
+    with pytest.raises(store.AppError, match="the critique is empty") as refused:
+        tab.submit_critique(token, task, task["id"], blank_sources, "", *blank_values)
+    assert "overall remark" in str(refused.value) and "preamble" not in str(refused.value)
+    assert tab.preamble.label.lower().startswith("overall remark")
     assert written(engine) == 0
     added = tab.add_highlight(task, sources, *values)
     task, sources, _, values = form(tab, added | {tab.task: task, tab.preamble: ""})
     values[0:3] = ["3", quote_from_lines(task["code"], "3"), "Stops one element early."]
-    tab.submit_critique(token, task, sources, "", *values)
+    tab.submit_critique(token, task, task["id"], sources, "", *values)
     with Session(engine) as session:
         critique = session.exec(select(Critique).where(Critique.origin == "human")).one()
         actions = session.exec(
@@ -185,7 +188,7 @@ def test_drafts_keep_rows_and_their_sources_across_a_reload(writing_team):
     removed = tab.remove_highlight(0, task, sources, *values)
     task, sources, _, values = form(tab, removed | {tab.task: task, tab.preamble: preamble})
     values[2] = "Divides by zero on []."
-    saved = tab.save_write_draft(token, task, sources, "My remark.", *values)
+    saved = tab.save_write_draft(token, task, task["id"], sources, "My remark.", *values)
     assert saved[tab.write_draft].startswith("Draft saved")
     with Session(engine) as session:
         assert session.get(Draft, (assisted.id, "write", tampering_id)) is not None
@@ -202,12 +205,12 @@ def test_skip_and_no_task(writing_team):
     tab = write_tab(engine)
     token = token_of(engine, assisted)
     task = tab.open_task(token)[tab.task]
-    skipped = tab.skip_task(token, task)
+    skipped = tab.skip_task(token, task, task["id"])
     assert skipped[tab.write_status] == f"Skipped task {tampering_id}."
     assert "No critique to write" in skipped[tab.write_info] and skipped[tab.task] is None
     assert "You have written **0** critiques" in skipped[tab.write_progress]
     with pytest.raises(store.AppError, match="no task is open"):
-        tab.submit_critique(token, None, [], "")
+        tab.submit_critique(token, None, None, [], "")
 
 
 def test_writing_off_means_no_critique_to_write(annotation_engine, tmp_path):
@@ -250,3 +253,30 @@ def test_render_helpers_for_writing():
     assert "not in the code" in quote_place("return b", code)
     with pytest.raises(store.AppError):
         line_range(code, "2-1")
+
+
+def test_a_late_autosave_never_lands_on_the_next_task(annotation_engine, tmp_path):
+    """Issue 26, item 9, on the Write tab: the autosave of task A's critique is sent, then Submit of A
+    runs first and opens task B (a slow server). The late save carries A's critique while the server's
+    state already says B: it must not become B's draft."""
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine = annotation_engine
+    admin, alice, bob, _ = make_team(engine, tmp_path / "src", samples=2)
+    with Session(engine) as session:
+        writing.set_writers(session, admin, 1)
+    second = max(tamper_next(engine, alice), tamper_next(engine, alice))
+    ui = AnnotationUI(engine, lambda: None)
+    tab = ui.write
+    token = token_of(engine, bob)
+    page = tab.open_task(token) | {ui.ctx.token: token, tab.preamble: "Off by one in the loop."}
+    server = dict(page)
+    submit = handler_for(ui, tab.submit_button)
+    server |= submit.fn(*sent(submit, page, server))
+    assert server[tab.task]["id"] == second
+
+    tick = handler_for(ui, tab.write_timer, "tick")
+    tick.fn(*sent(tick, page, server))  # A's critique, saved after Submit opened B
+    with Session(engine) as session:
+        assert session.get(Draft, (bob.id, "write", second)) is None
+    assert tab.open_task(token)[tab.write_draft] == ""  # no "Draft restored" on B

@@ -213,11 +213,15 @@ def test_a_bad_critique_is_refused_and_nothing_is_written(crew):
     good = highlight(LOOP, "Skips the last element.")
     cases = [
         ([good, highlight("total = 1", "Wrong start.")], "", "highlight 2: the quote is not in the code"),
-        ([], "  \n", "the critique is empty: write at least one highlight or a preamble"),
+        ([], "  \n", "the critique is empty: write at least one highlight or an overall remark"),
         ([highlight(" \n ", "Empty quote.")], "", "highlight 1: the quote is empty"),
         ([good, highlight(LOOP, "  ")], "", "highlight 2: the comment is empty"),
         ([good] * 21, "", "21 highlights; the limit is 20"),
-        ([good], "x" * (store.MAX_RATIONALE + 1), f"the preamble is {store.MAX_RATIONALE + 1} characters"),
+        (
+            [good],
+            "x" * (store.MAX_RATIONALE + 1),
+            f"the overall remark is {store.MAX_RATIONALE + 1} characters",
+        ),
         (
             [highlight(LOOP, "y" * (store.MAX_RATIONALE + 1))],
             "",

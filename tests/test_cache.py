@@ -161,12 +161,12 @@ def test_the_cache_lives_in_the_project_root(monkeypatch, tmp_path):
 def test_entries_round_trip_and_broken_ones_are_misses(tmp_path):
     cache = ReviewCache(tmp_path / "cache")
     candidates = [Candidate("```\nx = 1\n```\nwrong", -0.1 / 3, 1), Candidate("No bugs.", 1e-17, 0)]
-    result = SearchResult(candidates[0], candidates, [(Highlight("x = 1", "wrong", 2, 2, "exact"), 0.1 / 3)])
+    result = SearchResult(candidates[0], candidates, [(Highlight("x = 1", "wrong", 1, 1, "exact"), 0.1 / 3)])
     fsbs = ReviewSettings(model=tmp_path / "fluent", search="fsbs")
     key = cache.chunk_key("weights", fsbs, "x = 1\n")
-    assert cache.get(key) is None
+    assert cache.get(key, "x = 1\n") is None
     cache.put(key, result)
-    assert cache.get(key) == result
+    assert cache.get(key, "x = 1\n") == result
     assert cache.chunk_key("weights", fsbs.updated(seed=1), "x = 1\n") != key
     # min-score filters findings after the search: not part of the key
     assert cache.chunk_key("weights", fsbs.updated(min_score=0.9), "x = 1\n") == key
@@ -185,20 +185,27 @@ def test_entries_round_trip_and_broken_ones_are_misses(tmp_path):
     )
     for broken in ("", truncated, "[]", wrong_kind, wrong_key):
         path.write_text(broken)
-        assert cache.get(key) is None, broken
+        assert cache.get(key, "x = 1\n") is None, broken
 
 
 def test_repair_search_entries_round_trip_and_malformed_ones_are_misses(tmp_path):
     cache = ReviewCache(tmp_path / "cache")
-    found = [LocatedBug("flip_comparison", 2, 2, 10, 11, ">=", "`x < 1` is inverted.", 0.25)]
-    key = cache.chunk_key("weights", ReviewSettings(), "if x < 1:\n    y = 2\n")
+    code = "if x < 1:\n    y = 2\n"
+    # As the repair search reports it: a repair the finders make of the code, in their words
+    # (an entry that does not hold for its code is a miss too: tests/test_review_safety.py).
+    comment = (
+        "The condition in `if x < 1:` is the opposite of the intended one. It uses `<` where >= is needed, "
+        "so the branch is taken in cases it should skip and skipped in cases it should take."
+    )
+    found = [LocatedBug("flip_comparison", 1, 1, 3, 8, "x >= 1", comment, 0.25)]
+    key = cache.chunk_key("weights", ReviewSettings(), code)
     cache.put(key, found)
-    assert cache.get(key) == found
+    assert cache.get(key, code) == found
     (path,) = (tmp_path / "cache" / "v1" / "chunks").glob("*/*.json")
     good = path.read_text()
-    for broken in (good.replace('"line": 2', '"line": "2"'), good.replace('"score"', '"confidence"')):
+    for broken in (good.replace('"line": 1', '"line": "1"'), good.replace('"score"', '"confidence"')):
         path.write_text(broken)
-        assert cache.get(key) is None, broken
+        assert cache.get(key, code) is None, broken
 
 
 def test_a_warm_weights_digest_reads_no_weights(tmp_path, monkeypatch):

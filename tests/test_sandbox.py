@@ -43,13 +43,15 @@ def _use(monkeypatch, mode: str, python: str | None = None) -> sandbox._Mode:
 def mode(request, monkeypatch) -> sandbox._Mode:
     name = request.param.split("-")[0]
     chosen = _use(monkeypatch, name)
-    if request.param == "bwrap-uid" and not chosen.problem and chosen.drop:
+    # "bwrap-uid": bubblewrap itself as the per-run uid (in its own user namespace), not started by root
+    userns_uid = chosen.drop and not chosen.root_setup
+    if request.param == "bwrap-uid" and not chosen.problem and userns_uid:
         pytest.skip("plain bwrap already runs as a per-run uid here")
     if (request.param == "bwrap-uid" or chosen.problem) and SYSTEM_PYTHON and name != "none":
         chosen = _use(monkeypatch, name, SYSTEM_PYTHON)
     if chosen.problem:
         pytest.skip(f"{name} sandbox not available here: {chosen.problem}")
-    if request.param == "bwrap-uid" and not chosen.drop:
+    if request.param == "bwrap-uid" and not (chosen.drop and not chosen.root_setup):
         pytest.skip("bwrap cannot run as a per-run uid here")
     return chosen
 
@@ -242,7 +244,8 @@ def test_broken_bubblewrap_falls_back(monkeypatch, tmp_path):
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     monkeypatch.setattr(sandbox, "_resolved", {})  # forget the modes probed with the real bwrap
-    chosen = _use(monkeypatch, "auto")
+    # As root, the fallback (a per-run uid without bubblewrap) needs an interpreter every user can reach.
+    chosen = _use(monkeypatch, "auto", SYSTEM_PYTHON if os.geteuid() == 0 else None)
     assert chosen.name != "bwrap" and not chosen.problem
     assert "not possible here: bwrap" in sandbox.isolation()
     assert sandbox.run_tests("x = 1", "assert x == 1").passed
@@ -273,3 +276,73 @@ def test_signals_map_to_statuses():
     assert status(1, True, True, "", bwrap=False) == "timeout"
     assert status(1, False, False, "bwrap: Can't mount proc", bwrap=True) == "error"
     assert status(0, False, True, "", bwrap=False) == "passed"
+
+
+# --- never as root (issue 26, item 1) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def root_only_secret():
+    """(path, contents) of a 0600 file of the test's user outside /tmp, where every mode can see it."""
+    value = "secret-" + secrets.token_hex(8)
+    path = Path("/var/tmp") / f"critic-test-secret-{secrets.token_hex(6)}"
+    path.write_text(value)
+    path.chmod(0o600)
+    try:
+        yield path, value
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the report is of a server run by root")
+def test_tampered_code_never_runs_as_root_with_a_private_interpreter(monkeypatch, tmp_path, root_only_secret):
+    """The report: the interpreter in a root-only directory (a venv or pyenv under /root), so no per-run
+    uid can reach it, and the sandbox fell back to root with capabilities dropped, which still reads
+    root's 0600 files. Now the run is unprivileged or refused with the fix, never root."""
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(private / "venv")], check=True)
+    secret, value = root_only_secret
+    monkeypatch.setattr(sandbox, "_resolved", {})
+    _use(monkeypatch, "auto", str(private / "venv" / "bin" / "python"))
+    result = sandbox.run_tests(f"raise SystemExit('LEAK:' + open({str(secret)!r}).read())", "")
+    assert value not in result.stdout + result.stderr, sandbox.isolation()
+    refused = result.status == "error" and "never run as root" in result.stderr
+    assert refused or (result.status == "failed" and "PermissionError" in result.stderr), result
+    assert "as root" not in sandbox.isolation().split(";")[0]
+
+
+def test_isolation_says_what_is_true(mode, root_only_secret):
+    """What `isolation()` claims about who runs the program holds for a program that looks."""
+    secret, value = root_only_secret
+    code = f"""
+import json, os
+caps = [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff:")][0]
+try:
+    leaked = open({str(secret)!r}).read()
+except OSError:
+    leaked = None
+print(json.dumps({{"uid": os.getuid(), "gid": os.getgid(), "caps": int(caps, 16), "leaked": leaked}}))
+"""
+    result = sandbox.run_tests(code, "")
+    assert result.passed, result
+    seen = json.loads(result.stdout)
+    line = sandbox.isolation()
+    if os.geteuid() == 0:  # never root, in any mode
+        assert seen["uid"] != 0 and seen["gid"] != 0 and seen["leaked"] is None, (line, seen)
+    if "per-run unprivileged uid" in line:
+        assert seen["uid"] >= sandbox._UID_BASE and seen["caps"] == 0 and seen["leaked"] is None, seen
+    elif "NO ISOLATION" in line:
+        assert seen["uid"] == os.geteuid() and seen["leaked"] == value
+    else:  # bubblewrap as the caller's uid
+        assert f"as uid {os.geteuid()}" in line and seen["uid"] == os.geteuid() and seen["caps"] == 0
+    if mode.name == "bwrap":
+        assert "no capabilities" in line and seen["caps"] == 0
+
+
+def test_none_is_refused_for_root(monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("only a root parent is refused")
+    _use(monkeypatch, "none", SYSTEM_PYTHON)
+    result = sandbox.run_tests("x = 1", "")
+    assert result.status == "error" and "never done" in result.stderr and "\n" not in result.stderr

@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from critic.annotation_app import audit, export, report, store, writing
 from critic.annotation_app.store import AppError, Forbidden
-from critic.annotation_app.ui.base import QUICK, Context, guard
+from critic.annotation_app.ui.base import QUICK, Context, as_text, guard
 from critic.annotation_app.ui.render import number_or_text, render_sample_counts, table
 
 if TYPE_CHECKING:
@@ -201,7 +201,10 @@ class AdminTab:
         rows = [{label: u[key] for key, label in USER_COLUMNS.items()} for u in users]
         return {
             self.accounts: table(rows),
-            self.member: gr.Dropdown(choices=names, value=chosen if chosen in names else None),
+            self.member: gr.Dropdown(
+                choices=[(audit.visible(name), name) for name in names],
+                value=chosen if chosen in names else None,
+            ),
         }
 
     def _admin_view(self, session: Session, user: User) -> dict:
@@ -314,7 +317,7 @@ class AdminTab:
             return self._users_view(session, user, added.name) | {
                 self.new_name: "",
                 self.new_password: "",
-                self.users_status: f"✓ Added {added.role} **{added.name}**.",
+                self.users_status: f"✓ Added {added.role} **{as_text(added.name)}**.",
             }
 
     def update_user(self, token: str | None, name: str | None, done: str, **change: Any) -> dict:
@@ -324,7 +327,8 @@ class AdminTab:
             raise AppError("choose a user first")
         with self.ctx.user(token) as (session, user):
             store.update_user(session, user, name, **change)
-            return self._users_view(session, user, name) | {self.users_status: "✓ " + done.format(name)}
+            shown = "✓ " + done.format(as_text(name))
+            return self._users_view(session, user, name) | {self.users_status: shown}
 
     def set_role(self, token: str | None, name: str | None, role: str | None) -> dict:
         if not role:

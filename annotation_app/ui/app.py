@@ -25,10 +25,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from critic.annotation_app import store
-from critic.annotation_app.auth import SessionExpired
+from critic.annotation_app.auth import FIRST_ADMIN, SessionExpired, has_users
+from critic.annotation_app.middleware import SESSION_COOKIE_JS
 from critic.annotation_app.store import AppError
 from critic.annotation_app.ui.admin import AdminTab
-from critic.annotation_app.ui.base import QUICK, Context, SessionEnded, guard
+from critic.annotation_app.ui.base import QUICK, Context, SessionEnded, as_text, guard
 from critic.annotation_app.ui.compare import CompareTab
 from critic.annotation_app.ui.home import HomeTab, ProgressLine
 from critic.annotation_app.ui.tamper import TamperTab
@@ -41,6 +42,10 @@ HOME = "home"
 # claims them a task; an annotator lands on the task tab they last used.
 LANDINGS = {"admin": (HOME, "admin"), "annotator": (HOME, "tamper", "compare", "write")}
 CACHE_S = 3600  # Gradio's copies of served files (export zips) are deleted after this long
+FIRST_RUN = (
+    "**No users yet.** Create the first admin on the server, then log in with that name and password:\n\n"
+    f"```bash\n{FIRST_ADMIN}\n```"
+)
 
 
 def landing_tab(role: str, remembered: str | None) -> str:
@@ -96,6 +101,7 @@ class AnnotationUI:
                 )
             self.login_button = gr.Button("Log in", variant="primary", elem_id="login-button")
             self.login_status = gr.Markdown(elem_id="login-status")
+            self.first_run = gr.Markdown(elem_id="login-first-run")  # FIRST_RUN, while nobody can log in
 
     def do_login(self, name: str, password: str, request: gr.Request) -> dict:
         """Throttled per account and per client address (the proxy's X-Forwarded-For, when uvicorn
@@ -145,14 +151,28 @@ class AnnotationUI:
             "admin": guard(self.admin.admin_status)(self.admin.admin_refresh_view),
         }
 
-    def enter(self, token: str | None, last_tab: str | None = None, paused_for: str | None = None) -> dict:
+    def enter(
+        self,
+        token: str | None,
+        last_tab: str | None = None,
+        paused_for: str | None = None,
+        shown_user: str | None = "",
+    ) -> dict:
         """Show the app for a valid token (after login or a page reload) on the tab the user last opened
         (`landing_tab`), opening that tab's task as opening the tab would; no other task is claimed, so
         annotators never hold a sample or a rating slot they did not ask for. The previous user's
         work, if this page showed any, is dropped, unless it is this user's, left on the page when
         their session ended (`paused_for`): then the page resumes as it was, and the autosave timers
-        store what they had typed as the draft."""
-        logged_out = {self.login_panel: gr.Column(visible=True), self.app_panel: gr.Column(visible=False)}
+        store what they had typed as the draft. A page that shows nobody's work (`shown_user` None: just
+        loaded, or logged out, which cleared it) is not cleared again: each cleared field fires its
+        `.change` handlers, 23 round trips that made every login and reload seconds slower."""
+        with Session(self.ctx.engine) as session:
+            first_run = "" if has_users(session) else FIRST_RUN
+        logged_out = {
+            self.login_panel: gr.Column(visible=True),
+            self.app_panel: gr.Column(visible=False),
+            self.first_run: first_run,
+        }
         if not token:
             return logged_out
         with Session(self.ctx.engine) as session:
@@ -166,16 +186,16 @@ class AnnotationUI:
             self.login_panel: gr.Column(visible=False),
             self.app_panel: gr.Column(visible=True),
             self.admin_tab: gr.Tab(visible=user.role == "admin"),
-            self.who: f"Logged in as **{user.name}** ({user.role})",
+            self.who: f"Logged in as **{as_text(user.name)}** ({user.role})",
+            self.first_run: "",
             self.shown_user: user.name,
             self.paused_for: None,
         }
         if paused_for is not None and paused_for == user.name:
             return shown | {timer: gr.Timer(active=True) for timer in self._timers}
         landing = landing_tab(user.role, last_tab)
-        return (
-            self._cleared() | shown | {self.tabs: gr.Tabs(selected=landing)} | self._openers()[landing](token)
-        )
+        cleared = {} if shown_user is None else self._cleared()
+        return cleared | shown | {self.tabs: gr.Tabs(selected=landing)} | self._openers()[landing](token)
 
     @property
     def _timers(self) -> list[gr.Timer]:
@@ -183,12 +203,17 @@ class AnnotationUI:
         return [self.tamper.tamper_timer, self.compare.compare_timer, self.write.write_timer]
 
     def session_ended(
-        self, ended: tuple[str, str] | None, shown_user: str | None, paused: str | None
+        self,
+        ended: tuple[str, str] | None,
+        shown_user: str | None,
+        paused: str | None,
+        token: str | None = None,
     ) -> dict:
         """Back to the login form with the reason, the tabs left as they are (their autosave stopped,
         as it would only fail) and the user noted, so that their next login resumes the page. A
-        second signal (a request already on its way) leaves the first reason in place."""
-        if not ended:
+        second signal (a request already on its way) leaves the first reason in place, and one that
+        arrives after a new login on the page (`token` holds) is of the old login: it changes nothing."""
+        if not ended or self._holds(token):
             return {}
         updates = {
             self.login_panel: gr.Column(visible=True),
@@ -200,6 +225,16 @@ class AnnotationUI:
             return updates
         return updates | {self.login_status: f"⚠ {ended[0]}", self.paused_for: shown_user}
 
+    def _holds(self, token: str | None) -> bool:
+        if not token:
+            return False
+        with Session(self.ctx.engine) as session:
+            try:
+                store.user_for_token(session, token)
+            except AppError:
+                return False
+        return True
+
     def end_sessions(self) -> None:
         """Make every guarded handler of every tab (`base.guard`) send the page to the login form when
         its login no longer holds (`SessionEnded`): each also outputs `ended`, whose change shows the
@@ -210,7 +245,7 @@ class AnnotationUI:
                 block_fn.outputs = [*block_fn.outputs, self.ended]
         self.ended.change(
             self.session_ended,
-            [self.ended, self.shown_user, self.paused_for],
+            [self.ended, self.shown_user, self.paused_for, self.token],
             [
                 self.login_panel, self.app_panel, self.token, self.login_status, self.paused_for,
                 *self._timers,
@@ -233,7 +268,7 @@ class AnnotationUI:
     def _wire(self) -> None:
         app_outputs = [
             self.login_panel, self.app_panel, self.tabs, self.admin_tab, self.who, self.token,
-            self.shown_user, self.paused_for, self.login_status,
+            self.shown_user, self.paused_for, self.login_status, self.first_run,
         ]  # fmt: skip
         every_tab = [
             *self.home.outputs,
@@ -244,11 +279,15 @@ class AnnotationUI:
             *self.admin.outputs,
         ]
         login = guard(self.login_status)(self.do_login)
+        entering = [self.token, self.last_tab, self.paused_for, self.shown_user]
         for trigger in (self.login_button.click, self.password.submit):
             trigger(
                 login, [self.name, self.password], [self.token, self.password, self.login_status], **QUICK
-            ).then(self.enter, [self.token, self.last_tab, self.paused_for], app_outputs + every_tab, **QUICK)
-        self.blocks.load(self.enter, [self.token, self.last_tab], app_outputs + every_tab, **QUICK)
+            ).then(self.enter, entering, app_outputs + every_tab, **QUICK)
+        self.blocks.load(self.enter, entering, app_outputs + every_tab, **QUICK)
+        # Downloads reach only an admin's session cookie (middleware.SessionGate): the page sets it.
+        for trigger in (self.blocks.load, self.token.change):
+            trigger(None, [self.token], None, js=SESSION_COOKIE_JS, **QUICK)
         self.logout_button.click(
             self.do_logout, [self.token], [*app_outputs, self.last_tab, *every_tab], **QUICK
         )

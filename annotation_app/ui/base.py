@@ -5,6 +5,7 @@ longer holds (expired, ended by an admin): that one returns the page to the logi
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from critic.annotation_app import store
+from critic.annotation_app.audit import visible
 from critic.annotation_app.store import AppError
 
 if TYPE_CHECKING:
@@ -23,6 +25,32 @@ if TYPE_CHECKING:
 # Database work only: never queue users behind each other (the critic check sets its own limit).
 QUICK: dict[str, Any] = {"concurrency_limit": None}
 AUTOSAVE_S = 2.0  # a draft is saved this long after an edit (and every this long while typing)
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def as_text(text: object) -> str:
+    """`text` for a gr.Markdown, shown as typed: every ASCII punctuation mark backslash-escaped (Markdown
+    then shows it literally: no link, emphasis, HTML or bare-URL link), controls written out (`visible`).
+    For names and other text people typed, which must never become markup: a database from before the
+    name rule may hold `[phish](http://evil.example)`."""
+    return _ASCII_PUNCTUATION.sub(r"\\\1", visible(str(text)))
+
+
+def form_is_of(item: dict | None, form_of: float | None) -> bool:
+    """Whether the form sent (`form_of`: the id of the item the page shows, held by the page, since a
+    gr.State lives on the server) is of the item open now. A save sent before Submit or Skip and run
+    after it carries the old id, so it can never land on the item opened in between."""
+    return item is not None and form_of is not None and int(form_of) == item["id"]
+
+
+def open_form(item: dict | None, form_of: float | None, noun: str) -> dict:
+    """The open item, when the form sent is of it; otherwise a refusal: the page changed under the click,
+    and one item's form must never count for another (`noun`: "sample" or "task")."""
+    if item is None:
+        raise AppError(f"no {noun} is open")
+    if not form_is_of(item, form_of):
+        raise AppError(f"the page changed to another {noun} before this click was handled: try again")
+    return item
 
 
 class SessionEnded(AppError):

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from critic.annotation_app import store
 from critic.annotation_app.store import RATED_FIELDS, AppError
-from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, guard
+from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, form_is_of, guard, open_form
 from critic.annotation_app.ui.render import (
     render_code_view,
     render_critique_card,
@@ -143,6 +143,9 @@ class CompareTab:
         self.checking = gr.State(False)  # a submission was refused: the problem list follows every change
         self.saved = gr.State(None)  # the draft payload last saved or restored: autosave skips repeats
         self.compare_timer = gr.Timer(AUTOSAVE_S, active=False)
+        # The task the answers on the page belong to, held by the page (a State lives on the server): a
+        # save sent before Submit and run after it carries this old id, so it never lands on the next task.
+        self.form_of = gr.Number(None, visible=False, precision=0, elem_id="compare-form-of")
         with gr.Row(elem_id="compare-head", equal_height=True):
             self.task_info = gr.Markdown(elem_id="compare-info")
             self.compare_status = gr.Markdown(elem_id="compare-status")
@@ -180,6 +183,7 @@ class CompareTab:
         if task is None:
             return reset | {
                 self.task: None,
+                self.form_of: None,
                 self.saved: None,
                 self.task_info: "**No comparison is waiting for you.** Tasks appear as others submit.",
                 self.compare_panel: gr.Column(visible=False),
@@ -195,6 +199,7 @@ class CompareTab:
         forms = {str(c.critique_id): _form(drafts.get(str(c.critique_id))) for c in task.critiques}
         updates: dict[Any, Any] = reset | {
             self.task: {"id": task.tampering_id, "critique_ids": [c.critique_id for c in task.critiques]},
+            self.form_of: task.tampering_id,
             self.saved: {"ratings": forms},
             self.task_info: f"**Task {task.tampering_id}** · {n} critiques",
             self.compare_panel: gr.Column(visible=True),
@@ -267,23 +272,27 @@ class CompareTab:
             self.saved: payload,
         }
 
-    def autosave(self, token: str | None, task: dict | None, saved: dict | None, *values: Any) -> dict:
-        """The timer's save: only what changed since the last save or the restored draft. It touches
-        nothing else, so a refusal shown on the page stays."""
-        if task is None or saved == {"ratings": self._forms(task, values)}:
+    def autosave(
+        self, token: str | None, task: dict | None, saved: dict | None, form_of: float | None, *values: Any
+    ) -> dict:
+        """The timer's save: only what changed since the last save or the restored draft, and only the
+        answers of the open task (a late save of a task submitted since is dropped). It touches nothing
+        else, so a refusal shown on the page stays."""
+        if not form_is_of(task, form_of) or saved == {"ratings": self._forms(task, values)}:
             return {self.compare_timer: gr.Timer(active=False)}
         return self._save(token, task, values)
 
-    def save_compare_draft(self, token: str | None, task: dict | None, *values: Any) -> dict:
-        if task is None:
-            raise AppError("no task is open")
-        return self._save(token, task, values)
+    def save_compare_draft(
+        self, token: str | None, task: dict | None, form_of: float | None, *values: Any
+    ) -> dict:
+        return self._save(token, open_form(task, form_of, "task"), values)
 
-    def submit_ratings(self, token: str | None, task: dict | None, *values: Any) -> dict:
+    def submit_ratings(
+        self, token: str | None, task: dict | None, form_of: float | None, *values: Any
+    ) -> dict:
         """Every problem of every critique at once, kept on the page until fixed; or, when there is
         none, the ratings in one transaction and the next task."""
-        if task is None:
-            raise AppError("no task is open")
+        task = open_form(task, form_of, "task")
         forms = self._forms(task, values)
         if store.rating_problems(list(forms.values())):
             return {
@@ -307,8 +316,8 @@ class CompareTab:
     def outputs(self) -> list:
         slot_outputs = [c for slot in self.slots for c in (slot.column, slot.text, *slot.inputs)]
         return [
-            self.task, self.checking, self.saved, self.task_info, self.compare_panel, self.code_view,
-            self.diff_view, self.nav, self.problems, self.compare_draft, self.compare_status,
+            self.task, self.form_of, self.checking, self.saved, self.task_info, self.compare_panel,
+            self.code_view, self.diff_view, self.nav, self.problems, self.compare_draft, self.compare_status,
             self.compare_timer, *slot_outputs,
         ]  # fmt: skip
 
@@ -316,6 +325,7 @@ class CompareTab:
         """What entering the app shows before the Compare tab is opened: no task is claimed yet."""
         return {
             self.task: None,
+            self.form_of: None,
             self.checking: False,
             self.saved: None,
             self.task_info: "",
@@ -357,13 +367,13 @@ class CompareTab:
         )
         draft_outputs = [self.compare_draft, self.compare_timer, self.saved, self.compare_status]
         self.compare_timer.tick(
-            status(self.autosave), [token, self.task, self.saved, *inputs], draft_outputs, **QUICK
+            status(self.autosave),
+            [token, self.task, self.saved, self.form_of, *inputs],
+            draft_outputs,
+            **QUICK,
         )
-        self.compare_save.click(
-            status(self.save_compare_draft), [token, self.task, *inputs], draft_outputs, **QUICK
-        )
-        self.compare_submit.click(
-            status(self.submit_ratings), [token, self.task, *inputs], self.outputs, **QUICK
-        )
+        form = [token, self.task, self.form_of, *inputs]
+        self.compare_save.click(status(self.save_compare_draft), form, draft_outputs, **QUICK)
+        self.compare_submit.click(status(self.submit_ratings), form, self.outputs, **QUICK)
         tab.select(status(self.show_compare), [token, self.task], self.outputs, **QUICK)
         self.refresh_task.click(status(self.open_task), [token], self.outputs, **QUICK)

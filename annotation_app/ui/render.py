@@ -115,9 +115,15 @@ def stamp(what: str) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> Any:
+    """A Dataframe's value (its cells are plain text), every control character written out (`visible`):
+    the audit log's names are whatever a login attempt sent."""
     import pandas as pd
 
-    return pd.DataFrame(rows)
+    from critic.annotation_app.audit import visible
+
+    return pd.DataFrame(
+        [{k: visible(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+    )
 
 
 # --- critique writing (the Write tab) ---------------------------------------------------------------

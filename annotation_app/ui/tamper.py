@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from critic.annotation_app import store
 from critic.annotation_app.store import CHECK_SEARCHES, AppError
-from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, guard
+from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, form_is_of, guard, open_form
 from critic.annotation_app.ui.render import (
     parse_line_numbers,
     progress_count,
@@ -49,6 +49,10 @@ class TamperTab:
         self.sample = gr.State(None)  # {"id", "original", "has_tests"} of the open sample
         self.check = gr.State(None)  # the last CheckResult of the open sample, as the store keeps it
         self.saved = gr.State(None)  # the draft as last saved or restored: an unchanged form is not saved
+        # The sample the form on the page belongs to, held by the page (a State lives on the server): a
+        # save sent before Submit or Skip and run after it carries the old form and this old id, so it
+        # can never land on the sample opened in between.
+        self.form_of = gr.Number(None, visible=False, precision=0, elem_id="tamper-form-of")
         self.tamper_timer = gr.Timer(AUTOSAVE_S, active=False)
         gr.Markdown(TAMPER_HELP)
         with gr.Row(equal_height=True):
@@ -105,6 +109,7 @@ class TamperTab:
         if view is None:
             return cleared | {
                 self.sample: None,
+                self.form_of: None,
                 self.saved: None,
                 self.sample_info: "**No sample is waiting for you.** An admin can import more code.",
                 self.tamper_editor: gr.Column(visible=False),
@@ -118,6 +123,7 @@ class TamperTab:
         restored = "Draft restored" + (" with its check against the critic." if check else ".")
         return cleared | {
             self.sample: {"id": view.sample_id, "original": view.code, "has_tests": view.has_tests},
+            self.form_of: view.sample_id,
             self.saved: form,
             self.check: check,
             self.check_result: render_check(check) if check else "",
@@ -139,12 +145,20 @@ class TamperTab:
         return {self.tamper_status: gr.skip()} if sample is not None else self.open_sample(token)
 
     def save_tamper_draft(
-        self, token: str | None, sample: dict | None, saved: dict | None, code: str, lines: str, text: str
+        self,
+        token: str | None,
+        sample: dict | None,
+        saved: dict | None,
+        code: str,
+        lines: str,
+        text: str,
+        form_of: float | None,
     ) -> dict:
         """Save the form as the sample's draft, unless it is what was last saved or restored (a tick
-        after a programmatic change, a blur without an edit)."""
+        after a programmatic change, a blur without an edit), or it is the form of a sample closed since
+        (a late autosave: that sample's draft went with its submission)."""
         payload = {"code": code, "bug_lines": lines, "description": text}
-        if sample is None or _same_form(payload, saved):
+        if not form_is_of(sample, form_of) or _same_form(payload, saved):
             return {self.tamper_timer: gr.Timer(active=False)}
         with self.ctx.user(token) as (session, user):
             store.save_draft(session, user, "tamper", sample["id"], payload)
@@ -161,12 +175,12 @@ class TamperTab:
         code: str,
         lines: str,
         text: str,
+        form_of: float | None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio reads the default to track progress)
     ) -> dict:
         """Check against the critic, with a progress display while it searches. The store keeps the
         result on the assignment; the form is saved as the draft too, so a reload restores both together."""
-        if sample is None:
-            raise AppError("no sample is open")
+        sample = open_form(sample, form_of, "sample")
         bug_lines = parse_line_numbers(lines)
 
         def on_search(n: int) -> None:
@@ -202,10 +216,9 @@ class TamperTab:
         return {self.test_result: render_tests(result), self.tamper_status: ""}
 
     def submit_tampering(
-        self, token: str | None, sample: dict | None, code: str, lines: str, text: str
+        self, token: str | None, sample: dict | None, code: str, lines: str, text: str, form_of: float | None
     ) -> dict:
-        if sample is None:
-            raise AppError("no sample is open")
+        sample = open_form(sample, form_of, "sample")
         bug_lines = parse_line_numbers(lines)
         # No check is passed: the store uses the one it kept from *Check against critic* (also after a
         # reload), re-rates its critiques against the submitted lines and description, and refuses it
@@ -216,10 +229,10 @@ class TamperTab:
         done = f"✓ Submitted tampering {tampering_id}. Here is your next sample."
         return updates | {self.tamper_status: done, self.tamper_timer: gr.Timer(active=False)}
 
-    def skip_sample(self, token: str | None, sample: dict | None) -> dict:
-        """Give the open sample up (it is never offered to this user again) and open the next one."""
-        if sample is None:
-            raise AppError("no sample is open")
+    def skip_sample(self, token: str | None, sample: dict | None, form_of: float | None) -> dict:
+        """Give the open sample up (it is never offered to this user again) and open the next one: the
+        one the page shows, never one opened after the click."""
+        sample = open_form(sample, form_of, "sample")
         with self.ctx.user(token) as (session, user):
             store.skip_sample(session, user, sample["id"])
             updates = self._open_sample(session, user)
@@ -229,7 +242,8 @@ class TamperTab:
     @property
     def outputs(self) -> list:
         return [
-            self.sample, self.check, self.saved, self.sample_info, self.tamper_progress, self.tamper_editor,
+            self.sample, self.form_of, self.check, self.saved, self.sample_info, self.tamper_progress,
+            self.tamper_editor,
             self.code, self.bug_lines, self.description, self.tests_button, self.tamper_draft,
             self.check_result, self.test_result, self.tamper_status, self.tamper_timer,
         ]  # fmt: skip
@@ -239,6 +253,7 @@ class TamperTab:
         the Tamper tab is opened."""
         return {
             self.sample: None,
+            self.form_of: None,
             self.check: None,
             self.saved: None,
             self.sample_info: "",
@@ -256,10 +271,10 @@ class TamperTab:
 
     def wire(self, tab: gr.Tab) -> None:
         token = self.ctx.token
-        form = [token, self.sample, self.code, self.bug_lines, self.description]
+        form = [token, self.sample, self.code, self.bug_lines, self.description, self.form_of]
         status = guard(self.tamper_status)
         save = status(self.save_tamper_draft)
-        save_form = [token, self.sample, self.saved, self.code, self.bug_lines, self.description]
+        save_form = [token, self.sample, self.saved, *form[2:]]
         draft_outputs = [self.saved, self.tamper_draft, self.tamper_timer, self.tamper_status]
         quiet = dict(show_progress="hidden", **QUICK)
         for field in (self.code, self.bug_lines, self.description):
@@ -277,9 +292,13 @@ class TamperTab:
         self.tamper_timer.tick(save, save_form, draft_outputs, **quiet)
         self.save_button.click(save, save_form, draft_outputs, **QUICK)
         # The button is disabled for the whole check, so clicks during it queue nothing; it comes back
-        # afterwards whatever happened (`.then` runs after an error too).
+        # afterwards whatever happened (`.then` runs after an error too). The last check's refusal
+        # leaves the status line as the new check starts: it is about a form that may have changed.
         self.check_button.click(
-            lambda: gr.Button(value=CHECKING_LABEL, interactive=False), None, self.check_button, **quiet
+            lambda: (gr.Button(value=CHECKING_LABEL, interactive=False), ""),
+            None,
+            [self.check_button, self.tamper_status],
+            **quiet,
         ).then(
             status(self.run_check),
             form,
@@ -295,6 +314,8 @@ class TamperTab:
             concurrency_limit=2,
         )
         self.submit_button.click(status(self.submit_tampering), form, self.outputs, **QUICK)
-        self.skip_button.click(status(self.skip_sample), [token, self.sample], self.outputs, **QUICK)
+        self.skip_button.click(
+            status(self.skip_sample), [token, self.sample, self.form_of], self.outputs, **QUICK
+        )
         tab.select(status(self.show_tamper), [token, self.sample], self.outputs, **QUICK)
         self.refresh_sample.click(status(self.open_sample), [token], self.outputs, **QUICK)

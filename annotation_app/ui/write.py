@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from critic.annotation_app import store, writing
 from critic.annotation_app.store import AppError
-from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, guard
+from critic.annotation_app.ui.base import AUTOSAVE_S, QUICK, Context, form_is_of, guard, open_form
 from critic.annotation_app.ui.render import (
     line_range,
     numbered_code,
@@ -149,6 +149,8 @@ class WriteTab:
         self.ctx = ctx
         self.task = gr.State(None)  # {"id", "code", "mode"} of the open write task
         self.sources = gr.State([])  # per shown row: the critic's highlight it started from, or None
+        # The task the critique on the page belongs to, held by the page (see `form_is_of`).
+        self.form_of = gr.Number(None, visible=False, precision=0, elem_id="write-form-of")
         self.write_timer = gr.Timer(AUTOSAVE_S, active=False)
         gr.Markdown(WRITE_HELP)
         self.write_info = gr.Markdown(elem_id="write-info")
@@ -214,6 +216,7 @@ class WriteTab:
         if task is None:
             return self._show([], "") | {
                 self.task: None,
+                self.form_of: None,
                 self.write_info: NO_TASK,
                 self.write_progress: progress,
                 self.write_panel: gr.Column(visible=False),
@@ -238,6 +241,7 @@ class WriteTab:
         mode = "human + critic" if task.mode == "assisted" else "on your own"
         return self._show(rows, task.code) | {
             self.task: {"id": task.tampering_id, "code": task.code, "mode": task.mode},
+            self.form_of: task.tampering_id,
             self.write_info: f"**Task {task.tampering_id}** · writing {mode}",
             self.write_progress: progress,
             self.write_panel: gr.Column(visible=True),
@@ -304,9 +308,16 @@ class WriteTab:
         return {"highlights": self._rows(task, sources, values), "preamble": preamble or ""}
 
     def save_write_draft(
-        self, token: str | None, task: dict | None, sources: list[int | None], preamble: str, *values: Any
+        self,
+        token: str | None,
+        task: dict | None,
+        form_of: float | None,
+        sources: list[int | None],
+        preamble: str,
+        *values: Any,
     ) -> dict:
-        if task is None:
+        """Save the critique as the task's draft, unless it is of a task closed since (a late save)."""
+        if not form_is_of(task, form_of):
             return {self.write_timer: gr.Timer(active=False)}
         with self.ctx.user(token) as (session, user):
             store.save_draft(
@@ -319,10 +330,15 @@ class WriteTab:
         }
 
     def submit_critique(
-        self, token: str | None, task: dict | None, sources: list[int | None], preamble: str, *values: Any
+        self,
+        token: str | None,
+        task: dict | None,
+        form_of: float | None,
+        sources: list[int | None],
+        preamble: str,
+        *values: Any,
     ) -> dict:
-        if task is None:
-            raise AppError("no task is open")
+        task = open_form(task, form_of, "task")
         highlights = [
             {"quote": row["quote"], "comment": row["comment"], "source_index": row["source_index"]}
             for row in self._rows(task, sources, values)
@@ -337,9 +353,9 @@ class WriteTab:
             self.write_timer: gr.Timer(active=False),
         }
 
-    def skip_task(self, token: str | None, task: dict | None) -> dict:
-        if task is None:
-            raise AppError("no task is open")
+    def skip_task(self, token: str | None, task: dict | None, form_of: float | None) -> dict:
+        """Give the task the page shows up, never one opened after the click."""
+        task = open_form(task, form_of, "task")
         with self.ctx.user(token) as (session, user):
             writing.skip_write_task(session, user, task["id"])
             updates = self._open_task(session, user)
@@ -354,7 +370,7 @@ class WriteTab:
     def outputs(self) -> list:
         slot_outputs = [c for slot in self.slots for c in slot.outputs]
         return [
-            self.task, self.sources, self.write_info, self.write_progress, self.write_panel,
+            self.task, self.form_of, self.sources, self.write_info, self.write_progress, self.write_panel,
             self.instruction, self.code_view, self.preamble, self.write_draft, self.write_status,
             self.write_timer, *slot_outputs,
         ]  # fmt: skip
@@ -364,6 +380,7 @@ class WriteTab:
         tab is opened."""
         return self._show([], "") | {
             self.task: None,
+            self.form_of: None,
             self.write_info: "",
             self.write_progress: "",
             self.write_panel: gr.Column(visible=False),
@@ -378,7 +395,7 @@ class WriteTab:
         token = self.ctx.token
         status = guard(self.write_status)
         form = [self.task, self.sources, *self._slot_inputs]
-        task_form = [token, self.task, self.sources, self.preamble, *self._slot_inputs]
+        task_form = [token, self.task, self.form_of, self.sources, self.preamble, *self._slot_inputs]
         rows_outputs = [self.sources, self.write_timer, self.write_status] + [
             c for slot in self.slots for c in slot.outputs
         ]
@@ -404,6 +421,8 @@ class WriteTab:
         self.write_timer.tick(save, task_form, draft_outputs, show_progress="hidden", **QUICK)
         self.save_button.click(save, task_form, draft_outputs, **QUICK)
         self.submit_button.click(status(self.submit_critique), task_form, self.outputs, **QUICK)
-        self.skip_button.click(status(self.skip_task), [token, self.task], self.outputs, **QUICK)
+        self.skip_button.click(
+            status(self.skip_task), [token, self.task, self.form_of], self.outputs, **QUICK
+        )
         tab.select(status(self.show_write), [token, self.task], self.outputs, **QUICK)
         self.refresh_task.click(status(self.open_task), [token], self.outputs, **QUICK)

@@ -26,15 +26,77 @@ DbOption = Annotated[
 
 
 def open_database(db: str | None, *, create: bool):
-    """An engine on the annotation database (`--db`, else the default), schema ready; a missing
-    database (unless `create`), an unreachable one or a newer schema is a one-line UserError. Every
-    command that opens the annotation database goes through here, so they all follow one rule."""
+    """An engine on the annotation database (`--db`, else the default), schema ready; a malformed URL,
+    a missing database (unless `create`), an unreachable one or a newer schema is a one-line UserError.
+    Every command that opens the annotation database goes through here, so they all follow one rule."""
+    from sqlalchemy.exc import ArgumentError
+
     from critic.annotation_app.db import NoDatabase, SchemaError, database_url, open_engine
 
+    url = database_url(db)
+    check_url(url, create)
     try:
-        return open_engine(database_url(db), create)
+        return open_engine(url, create)
     except (NoDatabase, SchemaError) as err:
         raise UserError(str(err)) from err
+    except (ArgumentError, ImportError) as err:  # a driver this install lacks (mysql://: no MySQLdb)
+        raise UserError(f"this install cannot open {_safe(url)}: {err}") from None
+
+
+URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME"
+
+
+def check_url(url: str, create: bool) -> None:
+    """UserError for a URL that is not one, or names a database kind SQLAlchemy does not know; with
+    `create`, also for a SQLite file in a folder that does not exist. Only the default location's folder
+    (in the user data dir) is ever created: a typo in --db must leave nothing behind."""
+    import os
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from critic.annotation_app.db import ENV_URL, user_data_dir
+
+    named = f"${ENV_URL}" if url == os.environ.get(ENV_URL) else "--db"  # where the user can fix it
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"{named}: not a database URL (use {URL_FORMS})") from None
+    try:
+        parsed.get_dialect()
+    except (ArgumentError, ImportError):
+        raise UserError(
+            f"{named}: unknown kind of database {parsed.drivername!r} (use {URL_FORMS})"
+        ) from None
+    if not create or parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    folder = Path(parsed.database).expanduser().absolute().parent
+    if not folder.is_dir() and folder != user_data_dir() / "critic":
+        raise UserError(f"{named}: no folder {folder} for the annotation database: create it first")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """UserError if `host:port` is in use now: one line before anything is created or announced, not
+    uvicorn's error after the app has loaded. uvicorn binds the same way a moment later and reports any
+    other trouble (a name that does not resolve) itself."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror:
+        return
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"cannot listen on {host}:{port}: {err.strerror} (another server? choose another --port)"
+                ) from None
 
 
 @app.callback()
@@ -49,7 +111,11 @@ def annotate(
         str, typer.Option(help="Public path prefix the reverse proxy forwards unchanged (e.g. /annotate).")
     ] = "",
     behind_proxy: Annotated[
-        bool, typer.Option(help="A TLS-terminating reverse proxy is in front: cookies are Secure.")
+        bool,
+        typer.Option(
+            help="A TLS-terminating reverse proxy is in front: cookies are Secure, and its X-Forwarded-For/"
+            "-Proto are trusted, only from $FORWARDED_ALLOW_IPS (default 127.0.0.1)."
+        ),
     ] = False,
 ) -> None:
     """Start the annotation app (creating its database on first start)."""
@@ -66,6 +132,7 @@ def annotate(
     except ValueError as err:
         raise UserError(f"--root-path: {err}") from err
     url = database_url(db)
+    check_port_free(host, port)  # before the database is created or the URL announced
     open_database(url, create=True).dispose()  # a schema problem is reported before the server starts
     if not behind_proxy and not is_loopback(host):
         print(UNENCRYPTED_WARNING, file=sys.stderr)
@@ -76,7 +143,7 @@ def annotate(
 UNENCRYPTED_WARNING = (
     "critic annotate: warning: listening beyond this machine without TLS: passwords and login tokens "
     "cross the network unencrypted; put a TLS proxy in front and pass --behind-proxy "
-    '(README.md, "Run it for a team")'
+    '(annotation_app/README.md, "Run it for a team")'
 )
 
 
@@ -101,12 +168,18 @@ def add_user(
     """Create a user; the password comes from a hidden prompt, or from stdin when it is not a terminal."""
     from sqlmodel import Session
 
-    from critic.annotation_app.auth import AppError, create_user
+    from critic.annotation_app.auth import AppError, check_name, check_password, check_role, create_user
 
-    if sys.stdin.isatty():
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    try:  # everything that needs no database first: a refused user creates no database
+        name = check_name(name)
+        check_role(role)
+        if sys.stdin.isatty():
+            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+        check_password(password)
+    except AppError as err:
+        raise UserError(str(err)) from err
     engine = open_database(db, create=True)
     try:
         with Session(engine) as session:

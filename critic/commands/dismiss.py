@@ -59,9 +59,11 @@ def dismiss(
     if lines:
         entries += _findings_on(lines, settings, reason)
     baselines.dismiss(path, entries)
+    from critic.review.report import printable  # the quote is the file's code: escaped for the terminal
+
     for entry in entries:
         what = f"{entry.rule} `{entry.quote}`" if entry.quote else "finding"
-        typer.echo(f"Dismissed {what} ({entry.fingerprint}) in {path}")
+        typer.echo(printable(f"Dismissed {what} ({entry.fingerprint}) in {path}"))
 
 
 def _findings_on(lines: dict[str, list[int]], settings, reason: str | None) -> list:

@@ -99,6 +99,14 @@ def review(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Search every chunk again; read and write no .critic_cache/.")
     ] = False,
+    max_file_size: Annotated[
+        int | None,
+        typer.Option(
+            metavar="BYTES",
+            help="Skip files larger than this, one warning each (default 1000000; 0: no limit). Code on "
+            "stdin is always reviewed.",
+        ),
+    ] = None,
     fix: Annotated[
         bool,
         typer.Option(
@@ -129,6 +137,7 @@ def review(
         chunk_tokens=chunk_tokens,
         format=output_format,
         baseline=baseline,
+        max_file_size=max_file_size,
     )
     if output_format is None and os.environ.get("GITHUB_ACTIONS") == "true":
         settings = settings.updated(format="github")
@@ -161,12 +170,15 @@ def run(
     known = baseline.load(settings.baseline) if settings.baseline and write_baseline is None else {}
 
     from critic.review.cache import ReviewCache, default_directory
-    from critic.review.files import GitError, changed_lines, discover
-    from critic.review.report import render
+    from critic.review.files import GitError, changed_lines, discover, within_size
+    from critic.review.report import printable, render
     from critic.review.reviewer import LazyCritic, SourceFile, read_sources
     from critic.review.reviewer import review as review_sources
 
     files, errors = discover([p for p in paths if p != "-"], settings.exclude)
+    files, skipped = within_size(files, settings.max_file_size)
+    for warning in skipped:  # now, not after minutes of review
+        print(f"critic: warning: {printable(warning)}", file=sys.stderr)
     sources, read_errors = read_sources(files)
     errors += read_errors
     stdin_at = None
@@ -201,15 +213,15 @@ def run(
         reports, sources, fixed_code = _apply_fixes(reports, sources, stdin_at, errors)
         findings = [f for found in reports for f in found]
         if fixed_code is not None:  # as ruff does: the code on stdout, what remains on stderr
-            sys.stdout.write(fixed_code)
+            sys.stdout.write(_for_terminal(fixed_code) if sys.stdout.isatty() else fixed_code)
             sys.stdout.flush()
             out = sys.stderr
     out.write(render(settings.format, findings, sources, _version()))
     out.flush()
     for error in errors:
-        print(f"critic: error: {error}", file=sys.stderr)
+        print(f"critic: error: {printable(error)}", file=sys.stderr)
     fixed = total - len(findings) if fix else None
-    _summary(total, files_with, len(sources), len(errors), hidden, fixed, fixable)
+    _summary(total, files_with, len(sources), len(errors), hidden, fixed, fixable, len(skipped))
     if errors:
         return 2
     return 1 if findings else 0
@@ -265,10 +277,20 @@ def _save(path: str, reviewed: str, fixed: str, errors: list[str]) -> bool:
     except (OSError, UnicodeError) as err:
         errors.append(f"{path}: cannot write the fixes ({getattr(err, 'strerror', None) or err})")
         return False
+    from critic.review.report import printable
+
     print(
-        f"critic: warning: {path}: changed since it was reviewed; its fixes were not applied", file=sys.stderr
+        f"critic: warning: {printable(path)}: changed since it was reviewed; its fixes were not applied",
+        file=sys.stderr,
     )
     return False
+
+
+def _for_terminal(code: str) -> str:
+    """Code for a terminal: each line's control characters escaped (critic.review.report.printable)."""
+    from critic.review.report import printable
+
+    return "\n".join(printable(line) for line in code.split("\n"))
 
 
 def _write_fixed(path: Path, reviewed: str, fixed: str) -> bool:
@@ -307,10 +329,11 @@ def _summary(
     hidden: int = 0,
     fixed: int | None = None,
     fixable: int = 0,
+    skipped: int = 0,
 ) -> None:
     """One line on stderr that agrees with the exit code: errors (2), findings left (1), or neither (0).
     With --fix (`fixed` given) it says how many were fixed and remain, as ruff does; without, how many
-    --fix would repair."""
+    --fix would repair. Files skipped for their size are counted at the end: not errors, but unread."""
     end = "."
     if findings:
         line = f"Found {_count(findings, 'finding')} in {files_with} of {_count(reviewed, 'file')}"
@@ -327,6 +350,8 @@ def _summary(
     line += end
     if hidden:
         line += f" {_count(hidden, 'finding')} in the baseline not shown."
+    if skipped:
+        line += f" {_count(skipped, 'file')} over max-file-size skipped."
     print(line, file=sys.stderr)
 
 

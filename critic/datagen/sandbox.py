@@ -12,16 +12,23 @@ Isolation. One mode is chosen once per process, the strongest that runs a trivia
 
 * ``bwrap`` (bubblewrap): the filesystem is read-only except the run's temp dir; /tmp is a private
   tmpfs (64 MB where bubblewrap has --size); no network at all (own, empty network namespace);
-  own PID, IPC, UTS and user namespaces; no capabilities. When the parent is root, bubblewrap runs
-  as a fresh per-run uid, so root-only files are unreadable too -- unless that uid cannot reach the
-  interpreter (e.g. one under /root), in which case bubblewrap runs as root with all capabilities
-  dropped: still no writes outside the temp dir, but root-only files are readable.
+  own PID, IPC and UTS namespaces; no capabilities. When the parent is root, the program runs as a
+  fresh per-run uid, so root-only files are unreadable too: bubblewrap itself runs as that uid in
+  its own user namespace where it can reach the interpreter; where it cannot (a pyenv or venv
+  under /root, say), bubblewrap is started by root without a user namespace, lays a tmpfs over each
+  private directory on the interpreter's path (the interpreter's own directories bound back,
+  read-only), and the program drops to the per-run uid before it starts (``_RUNNER``).
 * ``unprivileged`` (no working bubblewrap, parent is root): the program runs as a fresh per-run
   uid/gid with no supplementary groups, so it cannot write the project tree or $HOME; it can read
   every world-readable file, use the network, and write world-writable directories (what it
-  leaves at the top of /tmp, /var/tmp and /dev/shm is deleted afterwards).
-* ``none`` (neither): no isolation beyond the points below; the program can read, write and
-  connect to whatever the calling user can, and signal the user's processes.
+  leaves at the top of /tmp, /var/tmp and /dev/shm is deleted afterwards). It needs an interpreter
+  every user can reach.
+* ``none`` (neither, and the parent is not root): no isolation beyond the points below; the program
+  can read, write and connect to whatever the calling user can, and signal the user's processes.
+
+Tampered code never runs as root: for a root parent, every mode runs the program as a per-run uid,
+and where none can, nothing runs and ``isolation()`` / the run's error say what to fix (install
+bubblewrap, or point ``CRITIC_SANDBOX_PYTHON`` at an interpreter every user can read).
 
 In every mode: rlimits on CPU time (the timeout, rounded up), address space (``memory_mb``),
 file size (10 MB, which also caps stdout/stderr, kept as files), no core dumps and -- where the
@@ -53,7 +60,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 OUTPUT_CAP = 4096  # bytes of stdout / stderr kept in a RunResult (head and tail when longer)
@@ -71,14 +78,22 @@ _KILL_WAIT = 10.0  # seconds to see every process of a run gone (they go in mill
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
 
-# Run by the sandboxed interpreter first: set the limits, leave a start marker (its absence means
-# the sandbox failed), then run the program as __main__ (runpy would cost ~10 ms of imports).
+# Run by the sandboxed interpreter first: drop to the per-run uid when bubblewrap was started by root
+# (uid 0: nothing to drop), set the limits, leave a start marker (its absence means the sandbox
+# failed), then run the program as __main__ (runpy would cost ~10 ms of imports).
 _RUNNER = """\
-import resource as R, sys
+import os, resource as R, sys
 def cap(kind, soft, hard):
     top = R.getrlimit(kind)[1]
     R.setrlimit(kind, tuple(v if top == R.RLIM_INFINITY else min(v, top) for v in (soft, hard)))
-cpu, mem, fsize, nproc = map(int, sys.argv[1:5])
+cpu, mem, fsize, nproc, uid = map(int, sys.argv[1:6])
+if uid:
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid,) * 3 or os.getresgid() != (uid,) * 3 or os.getgroups():
+        raise SystemExit("sandbox: could not drop to the per-run uid")
+    os.chdir(os.path.dirname(sys.argv[6]))  # the run's dir, 0700 and the uid's: root could not enter it
 cap(R.RLIMIT_CPU, cpu, cpu + 1)
 cap(R.RLIMIT_AS, mem, mem)
 cap(R.RLIMIT_FSIZE, fsize, fsize)
@@ -86,7 +101,7 @@ cap(R.RLIMIT_CORE, 0, 0)
 if nproc:
     cap(R.RLIMIT_NPROC, nproc, nproc)
 open(".started", "w").close()
-sys.argv = sys.argv[5:]
+sys.argv = sys.argv[6:]
 main = sys.modules["__main__"] = type(sys)("__main__")  # a fresh module, as for `python prog.py`
 main.__file__ = sys.argv[0]
 with open(sys.argv[0], "rb") as f:
@@ -113,6 +128,8 @@ class _Mode:
     name: str  # "bwrap" | "unprivileged" | "none"
     python: str
     drop: bool  # run as a fresh unprivileged uid (the parent is root)
+    # bubblewrap started by root, no user namespace; the runner drops to the per-run uid (needs drop)
+    root_setup: bool = False
     problem: str = ""  # why no mode of the requested kind works ("" when it does)
     skipped: list[str] = field(default_factory=list, compare=False)  # stronger modes that failed
 
@@ -156,9 +173,13 @@ def isolation() -> str:
         "that user can and use the network",
     }[mode.name]
     if mode.name == "bwrap" and not mode.drop:
-        who = "as root with all capabilities dropped" if os.geteuid() == 0 else f"as uid {os.geteuid()}"
-        what = what.replace("as a per-run unprivileged uid", who)
-        what += " (root-only files stay readable)" if os.geteuid() == 0 else ""
+        what = what.replace("as a per-run unprivileged uid", f"as uid {os.geteuid()}")
+    if mode.root_setup:
+        hidden = ", ".join(_hidden_private_dirs(mode.python)) or "none"
+        what = what.replace("bubblewrap as", "bubblewrap started by root (no user namespace), program as")
+        what = what.replace(
+            "/UTS/user namespaces", f"/UTS namespaces, private dirs hidden but the interpreter's ({hidden})"
+        )
     nproc = f", {NPROC_LIMIT} processes" if mode.name != "none" else ""
     sweep = {"bwrap": "PID namespace", "unprivileged": "uid", "none": "process group + env marker"}[mode.name]
     line = (
@@ -187,34 +208,54 @@ _resolved: dict[tuple[str, str], _Mode] = {}
 
 
 def _resolve(request: str, python: str) -> _Mode:
-    """The strongest mode of the requested kind that runs a trivial program here (probed once)."""
+    """The strongest mode of the requested kind that runs a trivial program here (probed once). For a
+    root parent only modes that run the program as a per-run uid are candidates."""
     if (request, python) in _resolved:
         return _resolved[request, python]
     root = os.geteuid() == 0
     candidates = []
     if request in ("auto", "bwrap"):
-        candidates += [_Mode("bwrap", python, drop=True)] if root else []
-        candidates += [_Mode("bwrap", python, drop=False)]
+        candidates += [_Mode("bwrap", python, drop=True), _Mode("bwrap", python, True, True)] if root else []
+        candidates += [] if root else [_Mode("bwrap", python, drop=False)]
     if request in ("auto", "unprivileged") and root:
         candidates += [_Mode("unprivileged", python, drop=True)]
-    if request in ("auto", "none"):
+    if request in ("auto", "none") and not root:
         candidates += [_Mode("none", python, drop=False)]
     skipped = []
-    chosen = _Mode(request, python, drop=False, problem="dropping privileges needs root")
     for mode in candidates:
-        label = f"{mode.name}{' as a per-run uid' if mode.drop else ''}"
         if mode.name == "bwrap" and not shutil.which("bwrap"):
             problem = "bwrap not found"
         else:
             probe = _execute(mode, "import sys", "", timeout=20.0, memory_mb=512)
             problem = "" if probe.passed else f"{probe.status}: {probe.stderr.strip()[-160:]}"
         if not problem:
-            chosen = _Mode(mode.name, python, mode.drop, skipped=skipped)
+            chosen = replace(mode, skipped=skipped)
             break
-        skipped.append(f"{label} ({' '.join(problem.split())})")
-        chosen = _Mode(request, python, drop=False, problem="; ".join(skipped))
+        skipped.append(f"{_label(mode)} ({' '.join(problem.split())})")
+    else:
+        chosen = _Mode(request, python, drop=False, problem=_why_none(request, python, root, skipped))
     _resolved[request, python] = chosen
     return chosen
+
+
+def _label(mode: _Mode) -> str:
+    if mode.root_setup:
+        return f"{mode.name} started by root, as a per-run uid"
+    return f"{mode.name}{' as a per-run uid' if mode.drop else ''}"
+
+
+def _why_none(request: str, python: str, root: bool, skipped: list[str]) -> str:
+    """One line: why no mode of the requested kind runs here and, for a root parent, what to fix."""
+    if not root:
+        return "; ".join(skipped) if skipped else "dropping privileges needs root"
+    if request == "none":
+        return "CRITIC_SANDBOX=none would run tampered code as root, which is never done: unset it"
+    tried = f" (tried: {'; '.join(skipped)})" if skipped else ""
+    return (
+        f"tampered code is never run as root, and no sandbox here can run {python} as an unprivileged "
+        "user: install bubblewrap, or set CRITIC_SANDBOX_PYTHON to an interpreter every user can read "
+        f"(e.g. /usr/bin/python3){tried}"
+    )
 
 
 # --- one run ----------------------------------------------------------------------------------------
@@ -236,10 +277,11 @@ def _execute(mode: _Mode, code: str, test: str, timeout: float, memory_mb: int) 
         out = open(os.path.join(work, "stdout"), "w+b")  # read back through these descriptors
         err = open(os.path.join(work, "stderr"), "w+b")
         nproc = 0 if mode.name == "none" else NPROC_LIMIT
-        limits = [math.ceil(timeout), int(memory_mb * 1024**2), FILE_LIMIT, nproc]
+        drop_to = uid if mode.root_setup and uid is not None else 0  # the runner drops; else Popen does
+        limits = [math.ceil(timeout), int(memory_mb * 1024**2), FILE_LIMIT, nproc, drop_to]
         argv = [mode.python, "-I", "-B", "-c", _RUNNER, *map(str, limits), prog]
         if mode.name == "bwrap":
-            argv = _bwrap_argv(work, mode.python) + argv
+            argv = _bwrap_argv(work, mode.python, mode.root_setup) + argv
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -248,7 +290,7 @@ def _execute(mode: _Mode, code: str, test: str, timeout: float, memory_mb: int) 
             _JOB_VAR: token,
             **{var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
         }
-        user = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
+        user = {} if uid is None or mode.root_setup else {"user": uid, "group": uid, "extra_groups": []}
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -276,14 +318,82 @@ def _execute(mode: _Mode, code: str, test: str, timeout: float, memory_mb: int) 
             _SLOTS.put(slot)
 
 
-def _bwrap_argv(work: str, python: str) -> list[str]:
+def _bwrap_argv(work: str, python: str, root_setup: bool = False) -> list[str]:
     argv = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     argv += (["--size", str(TMPFS_BYTES)] if _bwrap_has_size() else []) + ["--tmpfs", "/tmp"]
-    # The interpreter and its environment may live under /tmp (a venv there): show them again, read-only.
-    for path in _under_tmp(python):
-        argv += ["--ro-bind", path, path]
-    argv += ["--bind", work, work, "--chdir", work, "--unshare-all", "--die-with-parent", "--new-session"]
-    return argv + ["--cap-drop", "ALL", "--"]
+    hidden = ["/tmp"]
+    if root_setup:  # private directories on the interpreter's path: hidden, its own directories shown
+        hidden += _hidden_private_dirs(python)
+        for path in hidden[1:]:
+            argv += ["--tmpfs", path]
+    # The interpreter and its environment may live under a hidden directory (a venv in /tmp, a pyenv
+    # under /root): show them again, read-only, each on directories any user can pass through.
+    for path in _under(hidden, _interpreter_dirs(python)):
+        argv += _passable_parents(path, hidden) + ["--ro-bind", path, path]
+    argv += _passable_parents(work, hidden) if root_setup else []
+    argv += ["--bind", work, work] + ([] if root_setup else ["--chdir", work])  # see _RUNNER
+    argv += ["--die-with-parent", "--new-session"]
+    if root_setup:  # no user namespace: the runner needs CAP_SETUID/SETGID to drop to the per-run uid
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        return argv + ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--"]
+    return argv + ["--unshare-all", "--cap-drop", "ALL", "--"]
+
+
+def _interpreter_dirs(python: str) -> list[str]:
+    """The directories `python` runs from: its own and its installation's (the parent of bin/), the
+    venv's base installation (pyvenv.cfg's home), and this process's prefixes when it is this one."""
+    dirs = set()
+    for exe in (os.path.abspath(python), os.path.realpath(python)):
+        dirs |= {os.path.dirname(exe), os.path.dirname(os.path.dirname(exe))}
+    try:
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(python))), "pyvenv.cfg")) as f:
+            home = [line.split("=", 1)[1].strip() for line in f if line.split("=")[0].strip() == "home"]
+    except (OSError, IndexError):
+        home = []
+    for path in home:
+        dirs |= {path, os.path.dirname(path), os.path.dirname(os.path.realpath(path))}
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        dirs |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    return sorted({os.path.abspath(d) for d in dirs if d and d != "/"})
+
+
+def _hidden_private_dirs(python: str) -> list[str]:
+    """What a root-started bubblewrap lays a tmpfs over besides /tmp (hidden already)."""
+    return [d for d in _private_dirs(_interpreter_dirs(python)) if not d.startswith("/tmp/")]
+
+
+def _private_dirs(paths: list[str]) -> list[str]:
+    """The topmost directories on the way to `paths` that other users cannot pass (no o+x)."""
+    out: list[str] = []
+    for path in paths:
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts)):
+            ancestor = "/" + "/".join(parts[:i])
+            try:
+                passable = os.stat(ancestor).st_mode & 0o001
+            except OSError:
+                break
+            if not passable:
+                if ancestor not in out and not any(ancestor.startswith(q + "/") for q in out):
+                    out.append(ancestor)
+                break
+    return sorted(out)
+
+
+def _under(tops: list[str], paths: list[str]) -> list[str]:
+    """The outermost of `paths` inside one of the `tops` (hidden directories)."""
+    inside = {p for p in paths if any(p.startswith(top + "/") for top in tops)}
+    return sorted(p for p in inside if not any(p.startswith(q + "/") for q in inside))
+
+
+def _passable_parents(path: str, tops: list[str]) -> list[str]:
+    """`--dir` for each directory between a hidden top and `path`: bubblewrap would create them
+    0700, owned by root, which a per-run uid cannot pass."""
+    top = next((t for t in tops if path.startswith(t + "/")), None)
+    if top is None:
+        return []
+    parts = path[len(top) + 1 :].split("/")[:-1]
+    return [arg for i in range(1, len(parts) + 1) for arg in ("--dir", "/".join([top, *parts[:i]]))]
 
 
 _bwrap_size: list[bool] = []
@@ -295,13 +405,6 @@ def _bwrap_has_size() -> bool:  # --size (for --tmpfs) arrived in bubblewrap 0.7
         help_text = subprocess.run([bwrap, "--help"], capture_output=True, text=True, check=False)
         _bwrap_size.append("--size" in help_text.stdout + help_text.stderr)
     return _bwrap_size[0]
-
-
-def _under_tmp(python: str) -> list[str]:
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    paths |= {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))}
-    paths = {os.path.abspath(p) for p in paths if os.path.abspath(p).startswith("/tmp/")}
-    return sorted(p for p in paths if not any(p.startswith(q + "/") for q in paths))
 
 
 def _wait_exit(proc: subprocess.Popen, timeout: float) -> bool:

@@ -267,7 +267,9 @@ def summarize(
         "rows_with_findings": sum(1 for found in findings if found),
         "findings": sum(len(found) for found in findings),
         "rules": dict(sorted(Counter(f["rule"] for found in findings for f in found).items())),
-        "settings": {k: v for k, v in asdict(settings).items() if k not in ("exclude", "format")}
+        "settings": {
+            k: v for k, v in asdict(settings).items() if k not in ("exclude", "format", "max_file_size")
+        }
         | {"batch_size": batch_size},
         "top_flags": top,
     }

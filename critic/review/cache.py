@@ -50,6 +50,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Sequence
@@ -57,7 +58,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from critic.core.critique import Highlight
+from critic.core.critique import Highlight, line_span_of
+from critic.datagen.analysis import Ctx
+from critic.datagen.finders import FINDERS, Site
+from critic.datagen.repairs import REPAIR_KINDS, Repair, describe_repair
+from critic.datagen.tamper import apply_edit
 from critic.inference.fsbs import Candidate, SearchResult
 from critic.inference.localizer import LocatedBug
 from critic.review.settings import ReviewSettings, find_pyproject
@@ -136,17 +141,23 @@ class ReviewCache:
 
     # -- entries -----------------------------------------------------------------------------------
 
-    def get(self, key: str) -> SearchResult | list[LocatedBug] | None:
-        """The cached search of the chunk with this key, or None (never cached, or unreadable)."""
+    def get(self, key: str, code: str) -> SearchResult | list[LocatedBug] | None:
+        """The cached search of the chunk `code` (whose key is `key`), or None: never cached, unreadable,
+        or not a search of that code. An entry is a file anyone who can write the project can edit, so
+        what it says is checked against the code before it can become a finding (see `holds`)."""
         stored = _read(self._path("chunks", key))
         if stored is None or stored.get("key") != key:
             return None
         try:
             if "located" in stored:
-                return [LocatedBug.from_dict(bug) for bug in stored["located"]]
-            return _decode(stored["result"])
+                result: SearchResult | list[LocatedBug] = [
+                    LocatedBug.from_dict(bug) for bug in stored["located"]
+                ]
+            else:
+                result = _decode(stored["result"])
         except (KeyError, IndexError, TypeError, ValueError):
             return None
+        return result if holds(result, code) else None
 
     def put(self, key: str, result: SearchResult | list[LocatedBug]) -> None:
         if isinstance(result, SearchResult):
@@ -166,6 +177,62 @@ class ReviewCache:
             _write(self.directory / "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55\n")
         self._marked = True
         _write(path, json.dumps(data))
+
+
+def holds(result: SearchResult | list[LocatedBug], code: str) -> bool:
+    """Whether `result` could be a search of `code`: every FSBS finding quotes the code on the lines it
+    claims, and every suspect line of the repair search is a repair the finders make of this code, on
+    the lines and in the words they give it; every confidence is in [0, 1]. A crafted entry can then at
+    most rescore what the critic might report anyway: no fix of its own, and for the repair search no
+    words of its own (an FSBS comment is free text either way; reports escape control characters)."""
+    if isinstance(result, SearchResult):
+        return all(_confidence(score) and _quoted(h, code) for h, score in result.findings)
+    if not result:
+        return True
+    try:
+        ctx = Ctx(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    sites: dict[str, list[Site]] = {}
+    return all(_confidence(bug.score) and _described(ctx, code, bug, sites) for bug in result)
+
+
+def _confidence(score: float) -> bool:
+    return math.isfinite(score) and 0.0 <= score <= 1.0
+
+
+def _quoted(h: Highlight, code: str) -> bool:
+    return h.match is not None and line_span_of(h.quote, code) == (h.start_line, h.end_line, h.match)
+
+
+def _described(ctx: Ctx, code: str, bug: LocatedBug, sites: dict[str, list[Site]]) -> bool:
+    """Whether `bug` is one of `candidate_repairs(code)` as `suspects` describes it. Only the finder of
+    its kind runs, and only its edits of the same span are applied: candidate_repairs itself applies
+    every edit of every kind (up to a second for a long chunk), too slow for a cache hit."""
+    if bug.kind not in REPAIR_KINDS:
+        return False
+    if bug.kind not in sites:
+        try:
+            sites[bug.kind] = list(FINDERS[bug.kind](ctx))
+        except RecursionError:
+            sites[bug.kind] = []
+    for edit in (
+        e for site in sites[bug.kind] for e in site.edits if (e.start, e.end) == (bug.start, bug.end)
+    ):
+        if bug.text not in (edit.text, f"({edit.text})"):  # what apply_edit puts in: no need to apply
+            continue
+        try:
+            applied = apply_edit(ctx, edit)
+        except (RecursionError, ValueError):
+            continue
+        if applied is None or applied[0] == code or applied[1] != bug.text:
+            continue
+        first, last = (code.count("\n", 0, at) + 1 for at in (edit.start, max(edit.start, edit.end - 1)))
+        comment, lines = describe_repair(
+            code, Repair(bug.kind, edit.start, edit.end, bug.text, applied[0], first, last)
+        )
+        return (comment, min(lines), max(lines)) == (bug.comment, bug.line, bug.end_line)
+    return False
 
 
 def _encode(result: SearchResult) -> dict[str, Any]:

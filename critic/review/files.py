@@ -41,6 +41,24 @@ def discover(paths: list[str], exclude: tuple[str, ...] = ()) -> tuple[list[Path
     return unique, errors
 
 
+def within_size(files: list[Path], limit: int) -> tuple[list[Path], list[str]]:
+    """(the files of at most `limit` bytes, one warning per larger file); a limit of 0 keeps them all.
+    Checked before anything is read: a 20 MB file would otherwise be read, tokenized and searched for
+    minutes without a word. A file that cannot be stat'ed is kept, for reading to report."""
+    kept: list[Path] = []
+    warnings: list[str] = []
+    for path in files:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        if limit and size > limit:
+            warnings.append(f"{path}: skipped: {size:,} bytes is over max-file-size ({limit:,} bytes)")
+        else:
+            kept.append(path)
+    return kept, warnings
+
+
 def _walk(root: Path) -> list[Path]:
     candidates = []
     for directory, subdirs, names in os.walk(root):

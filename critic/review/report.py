@@ -7,6 +7,12 @@ sarif    SARIF 2.1.0, as GitHub code scanning uploads it (a fix as the result's 
 github   workflow commands, so findings show as annotations on the pull request
 
 A finding without a fix renders as it did before findings had fixes (json: `"fix": null`).
+
+The text formats (concise, full, github) go to terminals and CI logs, and everything in them (file
+names, comments, the quoted source) comes from files anyone may have written: every line they print
+has its control characters shown as escapes (`printable`), so no ANSI sequence, bidi override or
+stray carriage return reaches the reader's terminal. json and sarif need nothing: JSON escapes every
+control character (and, as written here, every non-ASCII one), and their readers want the exact text.
 """
 
 from __future__ import annotations
@@ -28,12 +34,17 @@ INFORMATION_URI = "https://github.com/critic-dev/critic"
 FIX_SUMMARY_CHARS = 60
 _LINE_END = re.compile(r"\r\n|\r")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+# C0 and C1 controls but tab (ESC starts ANSI sequences), line and paragraph separators, and the bidi
+# controls of "Trojan Source" (CVE-2021-42574): embeddings, overrides, isolates and marks.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def render(kind: str, findings: Sequence[Finding], sources: Sequence[SourceFile], version: str) -> str:
     texts = {s.path: s.text for s in sources}
     if kind == "concise":
-        return "".join(concise_line(f) + "\n" for f in findings)
+        return "".join(printable(concise_line(f)) + "\n" for f in findings)
     if kind == "full":
         return "".join(_full(f, texts.get(f.path, "")) for f in findings)
     if kind == "json":
@@ -41,8 +52,14 @@ def render(kind: str, findings: Sequence[Finding], sources: Sequence[SourceFile]
     if kind == "sarif":
         return json.dumps(sarif(findings, version, texts), indent=2) + "\n"
     if kind == "github":
-        return "".join(github_line(f, texts.get(f.path)) + "\n" for f in findings)
+        return "".join(printable(github_line(f, texts.get(f.path))) + "\n" for f in findings)
     raise ValueError(f"unknown format {kind!r}")
+
+
+def printable(line: str) -> str:
+    """`line` with each control character (a newline too: this is one line) written as its Python
+    escape, `\\x1b` or `\\u202e`: the reader sees that it is there, and their terminal does not act on it."""
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], line)
 
 
 def concise_line(f: Finding) -> str:
@@ -67,7 +84,7 @@ def _full(f: Finding, text: str) -> str:
         out.append(f"{'':>{width}} = fix:")
         out.extend(_gutter(first + i, width, "-", line) for i, line in enumerate(old))
         out.extend(_gutter(first + i, width, "+", line) for i, line in enumerate(new))
-    return "\n".join(out) + "\n\n"
+    return "\n".join(printable(line) for line in out) + "\n\n"
 
 
 def _gutter(number: int | str, width: int, mark: str, line: str) -> str:

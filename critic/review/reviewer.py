@@ -241,7 +241,8 @@ def _search(
     if cache is not None and codes:
         weights = cache.weights_digest(critic_files(settings))
         keys = [cache.chunk_key(weights, settings, code) for code in codes]
-        found = {key: hit for key in dict.fromkeys(keys) if (hit := cache.get(key)) is not None}
+        unique = dict(zip(keys, codes, strict=True))  # a key is its code's: one check per code
+        found = {key: hit for key, code in unique.items() if (hit := cache.get(key, code)) is not None}
     pending = list({key: code for key, code in zip(keys, codes, strict=True) if key not in found}.items())
     uses = Counter(keys)
     done = len(codes) - sum(uses[key] for key, _ in pending)

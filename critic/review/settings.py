@@ -51,12 +51,17 @@ class ReviewSettings:
     exclude: tuple[str, ...] = ()  # glob patterns (relative paths) skipped when walking directories
     baseline: Path | None = None  # known findings not reported again (critic/review/baseline.py)
     format: str = "concise"
+    # Files larger than this many bytes are skipped with a warning (0: none is): a review's time grows
+    # with the file (a 20 MB file ran for minutes), and a file this large is generated code or data.
+    max_file_size: int = 1_000_000
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
             raise UserError(f"min-score must be between 0 and 1, got {self.min_score}")
         if self.max_findings < 0:
             raise UserError("max-findings must be >= 0")
+        if self.max_file_size < 0:
+            raise UserError("max-file-size must be >= 0 (0: no limit)")
         if self.chunk_tokens < 16:
             raise UserError("chunk-tokens must be at least 16")
         if self.search not in SEARCHES:
