@@ -42,6 +42,13 @@ def sent(block_fn, page: dict, server: dict) -> list:
     return [server[c] if isinstance(c, gr.State) else page[c] for c in block_fn.inputs]
 
 
+def fire(ui, component, page: dict, server: dict, event: str = "click") -> dict:
+    """Run `component`'s `event` handler on a request sent from `page` and handled when the server's
+    states are `server` (see `sent`); its updates."""
+    block_fn = handler_for(ui, component, event)
+    return block_fn.fn(*sent(block_fn, page, server))
+
+
 def tampered(code: str) -> str:
     return code.replace("range(len(xs))", "range(len(xs) - 1)")
 

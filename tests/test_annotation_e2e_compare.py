@@ -12,7 +12,7 @@ import itertools
 import time
 
 import pytest
-from annotation_helpers import handler_for, sent
+from annotation_helpers import fire
 from browser import (
     PASSWORD,
     artifacts_dir,
@@ -415,11 +415,9 @@ def test_a_whole_task_is_rated_on_a_phone(task, chromium) -> None:
     assert sorted(r.overall for r in rows) == sorted(a["overall"] for a in wanted)
 
 
-def test_a_refused_submission_lists_every_problem_and_autosave_leaves_it(tmp_path) -> None:
-    """The handlers behind the page: a refusal lists every unanswered field at once; the autosave's
-    updates never touch the list or the status line; each change recomputes the list."""
+def seeded_engine(tmp_path):
+    """A fresh SQLite database with an admin, an annotator and samples (for the handler-level tests)."""
     from critic.annotation_app.db import init_db, make_engine
-    from critic.annotation_app.ui import AnnotationUI
 
     engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
     init_db(engine)
@@ -427,6 +425,15 @@ def test_a_refused_submission_lists_every_problem_and_autosave_leaves_it(tmp_pat
         store.create_user(session, "admin", "admin", PASSWORD)
         store.create_user(session, "alice", "annotator", PASSWORD)
     seed_samples(engine, tmp_path / "samples")
+    return engine
+
+
+def test_a_refused_submission_lists_every_problem_and_autosave_leaves_it(tmp_path) -> None:
+    """The handlers behind the page: a refusal lists every unanswered field at once; the autosave's
+    updates never touch the list or the status line; each change recomputes the list."""
+    from critic.annotation_app.ui import AnnotationUI
+
+    engine = seeded_engine(tmp_path)
     tampering_id, rater = seed_task(engine)
     with Session(engine) as session:
         token = store.login(session, rater, PASSWORD)
@@ -466,15 +473,9 @@ def test_a_late_autosave_never_lands_on_the_next_task(tmp_path) -> None:
     """Issue 26, item 9, on the Compare tab: the autosave of task A's answers is sent, then Submit of A
     runs first and opens task B (a slow server). The late save carries A's answers while the server's
     state already says B: it must not become B's draft (A's answers under B's critiques)."""
-    from critic.annotation_app.db import init_db, make_engine
     from critic.annotation_app.ui import AnnotationUI
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'annotations.db'}")
-    init_db(engine)
-    with Session(engine) as session:
-        store.create_user(session, "admin", "admin", PASSWORD)
-        store.create_user(session, "alice", "annotator", PASSWORD)
-    seed_samples(engine, tmp_path / "samples")
+    engine = seeded_engine(tmp_path)
     first, rater = seed_task(engine)
     second, _ = seed_task(engine)  # the next task of the same rater (overlap 1)
     with Session(engine) as session:
@@ -488,12 +489,10 @@ def test_a_late_autosave_never_lands_on_the_next_task(tmp_path) -> None:
     for slot, answer in zip(tab.slots, answers(len(opened[tab.task]["critique_ids"])), strict=False):
         page |= {slot.controls[field]: value for field, value in answer.items()}
     server = dict(page)
-    submit = handler_for(ui, tab.compare_submit)
-    server |= submit.fn(*sent(submit, page, server))
+    server |= fire(ui, tab.compare_submit, page, server)
     assert server[tab.task]["id"] == second
 
-    tick = handler_for(ui, tab.compare_timer, "tick")
-    tick.fn(*sent(tick, page, server))  # A's answers, saved after Submit opened B
+    fire(ui, tab.compare_timer, page, server, "tick")  # A's answers, saved after Submit opened B
     with Session(engine) as session:
         assert session.get(Draft, (rater_id, "compare", second)) is None
     assert tab.open_task(token)[tab.compare_draft] == ""  # no "Draft restored" on B

@@ -18,11 +18,10 @@ from annotation_helpers import (
     BUG_LINES,
     DESCRIPTION,
     FixedCritic,
-    handler_for,
+    fire,
     make_team,
     rate_task,
     seed_samples,
-    sent,
     tamper_next,
     tampered,
 )
@@ -412,17 +411,14 @@ def test_a_late_autosave_or_skip_never_lands_on_the_next_sample(annotation_engin
     with Session(engine) as session:
         store.check_sample(session, alice, lambda: FixedCritic(), first, code, BUG_LINES, DESCRIPTION)
     server = dict(page)
-    submit = handler_for(ui, tab.submit_button)
-    server |= submit.fn(*sent(submit, page, server))
+    server |= fire(ui, tab.submit_button, page, server)
     second = server[tab.sample]["id"]
     assert second != first and "Submitted tampering" in server[tab.tamper_status]
 
-    tick = handler_for(ui, tab.tamper_timer, "tick")
-    tick.fn(*sent(tick, page, server))  # the autosave of A's form, run after Submit
+    fire(ui, tab.tamper_timer, page, server, "tick")  # the autosave of A's form, run after Submit
     with Session(engine) as session:
         assert session.get(Draft, (alice.id, "tamper", second)) is None
-    skip = handler_for(ui, tab.skip_button)
-    skipped = skip.fn(*sent(skip, page, server))  # Skip clicked while A was still on the page
+    skipped = fire(ui, tab.skip_button, page, server)  # Skip clicked while A was still on the page
     assert tab.sample not in skipped  # nothing was skipped, no other sample opened
     assert ("tamper", "open") in assignments(engine, "alice")
     reopened = tab.open_sample(token)

@@ -5,7 +5,14 @@ critic.annotation_app.writing, so every refusal is the store's and a refused sub
 from __future__ import annotations
 
 import pytest
-from annotation_helpers import DESCRIPTION, PASSWORD, handler_for, make_team, sent, tamper_next, tampered
+from annotation_helpers import (
+    DESCRIPTION,
+    PASSWORD,
+    fire,
+    make_team,
+    tamper_next,
+    tampered,
+)
 from sqlmodel import Session, col, func, select
 
 from critic.annotation_app import store, writing
@@ -271,12 +278,10 @@ def test_a_late_autosave_never_lands_on_the_next_task(annotation_engine, tmp_pat
     token = token_of(engine, bob)
     page = tab.open_task(token) | {ui.ctx.token: token, tab.preamble: "Off by one in the loop."}
     server = dict(page)
-    submit = handler_for(ui, tab.submit_button)
-    server |= submit.fn(*sent(submit, page, server))
+    server |= fire(ui, tab.submit_button, page, server)
     assert server[tab.task]["id"] == second
 
-    tick = handler_for(ui, tab.write_timer, "tick")
-    tick.fn(*sent(tick, page, server))  # A's critique, saved after Submit opened B
+    fire(ui, tab.write_timer, page, server, "tick")  # A's critique, saved after Submit opened B
     with Session(engine) as session:
         assert session.get(Draft, (bob.id, "write", second)) is None
     assert tab.open_task(token)[tab.write_draft] == ""  # no "Draft restored" on B
