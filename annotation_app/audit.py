@@ -115,8 +115,7 @@ def export_csv(session: Session, admin: User | None) -> str:
 
 def _cell(value: Any) -> Any:
     """A CSV cell that a spreadsheet shows as text, never runs as a formula, with no control raw."""
-    if isinstance(value, str):
-        value = visible(value)
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    if not isinstance(value, str):
+        return value
+    value = visible(value)
+    return "'" + value if value.startswith(_FORMULA_START) else value

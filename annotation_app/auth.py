@@ -337,5 +337,14 @@ def user_for_token(session: Session, token: str) -> User:
     return user
 
 
+def role_for_token(session: Session, token: str | None) -> str | None:
+    """The role of the user a token belongs to, None when it names no live login (unknown, ended,
+    expired, or its user disabled): for callers that only ask whether a login holds."""
+    try:
+        return user_for_token(session, token).role if token else None
+    except AppError:
+        return None
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

@@ -24,7 +24,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from critic.annotation_app import api, store
 from critic.annotation_app.db import database_url, init_db, make_engine
-from critic.annotation_app.errors import AppError
 from critic.annotation_app.middleware import (
     ASGIApp,
     RootPath,
@@ -67,10 +66,7 @@ def _role_of(engine: Engine) -> Callable[[str], str | None]:
 
     def role_of(token: str) -> str | None:
         with Session(engine) as session:
-            try:
-                return store.user_for_token(session, token).role
-            except AppError:  # unknown, ended, expired, or its user disabled
-                return None
+            return store.role_for_token(session, token)
 
     return role_of
 

@@ -44,6 +44,7 @@ from critic.annotation_app.auth import (
     login,
     logout,
     parse_session_limits,
+    role_for_token,
     set_password,
     user_for_token,
 )
@@ -167,6 +168,7 @@ __all__ = [
     "submit_critique",
     "submit_ratings",
     "submit_tampering",
+    "role_for_token",
     "update_user",
     "user_for_token",
     "validate_tampering",
