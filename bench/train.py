@@ -1,7 +1,7 @@
 """Training speed in TRL of our Gemma 2 against transformers' Gemma2 (eager), same weights, same run.
 
     python bench/train.py [--threads 2] [--steps 20] [--episodes 32] [--repeats 1] [--quick]
-                          [--stages sft reward ppo]
+                          [--stages sft reward rl]
 
 On the `tiny` preset, for our classes (CriticForCausalLM / CriticForSequenceClassification) and
 transformers' (Gemma2ForCausalLM / Gemma2ForSequenceClassification, attn_implementation="eager"),
@@ -11,10 +11,12 @@ built from one state dict per head, so both families start from identical weight
   solution, gold critique as completion, loss on the completion only). Tokens are the non-pad tokens
   of the batches (prompt + completion, the trainer's `num_input_tokens_seen` with "non_padding").
 - reward pairs/s: TRL's RewardTrainer on (gold critique, "no bug" critique) pairs, batch x steps.
-- PPO episodes/s: TRL's experimental PPOTrainer, policy + reference + reward + value all of one family;
-  episodes = prompts rolled out and trained on (batch per update).
+- RL episodes/s: TRL's GRPOTrainer as the rl stage runs it (rl/reinforce.py), policy + frozen
+  reference + reward model all of one family; an episode is one rollout, a critique sampled and
+  trained on (batch per step, in groups of --group per prompt). Every rollout runs to
+  --response-length tokens in both families.
 
-Each rate is timed by a callback over the steps (PPO: updates) after the first --warmup ones, so the
+Each rate is timed by a callback over the steps after the first --warmup ones, so the
 first steps (allocator, dataloader start-up, lazy init) are not counted; TRL's own
 `train_tokens_per_second` is timed from the start of train() and so includes them. With --repeats > 1
 the families alternate and the best rate of each is kept. Ratio = ours / transformers (>1: ours faster).
@@ -39,7 +41,7 @@ import transformers
 import trl
 from datasets import Dataset
 from transformers import Gemma2ForCausalLM, Gemma2ForSequenceClassification, TrainerCallback
-from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+from trl import GRPOConfig, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
 from critic.core.critique import request, terminate_critique
 from critic.core.tokenizer import load_hf_tokenizer
@@ -48,6 +50,7 @@ from critic.datagen.tamper import tamper
 from critic.datagen.tamper_data import humaneval_items
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
 from critic.rl.common import trainer_defaults
+from critic.rl.reinforce import OPENING, GRPOWithReference, reward_functions
 
 CONFIG = CriticConfig.from_preset("tiny")
 FAMILIES = {
@@ -59,11 +62,12 @@ NO_BUG = terminate_critique("I found no bugs in this code.")
 
 @dataclass
 class Sizes:
-    batch: int  # SFT / reward / PPO batch (rows, pairs, prompts)
+    batch: int  # SFT / reward / RL batch (rows, pairs, rollouts)
     steps: int  # timed SFT and reward optimizer steps
-    warmup: int  # untimed steps (PPO: updates) before them
-    episodes: int  # timed PPO episodes (a multiple of batch)
-    response_length: int  # PPO tokens sampled per prompt
+    warmup: int  # untimed steps before them
+    episodes: int  # timed RL episodes, one rollout each (a multiple of batch)
+    response_length: int  # RL tokens sampled per rollout
+    group: int  # RL rollouts per prompt (GRPO's group)
     max_length: int  # SFT / reward sequence cap
 
 
@@ -71,17 +75,17 @@ class Sizes:
 class Result:
     rate: float  # per second, over the timed steps
     seconds: float  # the timed steps' wall time
-    check: float  # mean loss (SFT, reward) or last mean score (PPO): equal across families = same work
+    check: float  # mean loss (SFT, reward) or last mean reward (RL): equal across families = same work
 
 
 class StepClock(TrainerCallback):
-    """perf_counter, tokens seen and episodes at the start of training and at the end of every step."""
+    """perf_counter and tokens seen at the start of training and at the end of every step."""
 
     def __init__(self) -> None:
-        self.marks: list[tuple[float, int, int]] = []
+        self.marks: list[tuple[float, int]] = []
 
     def _mark(self, state) -> None:
-        self.marks.append((time.perf_counter(), state.num_input_tokens_seen, getattr(state, "episode", 0)))
+        self.marks.append((time.perf_counter(), state.num_input_tokens_seen))
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._mark(state)
@@ -89,12 +93,12 @@ class StepClock(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self._mark(state)
 
-    def since(self, warmup: int) -> tuple[float, int, int]:
-        """Seconds, tokens and episodes between the end of step `warmup` and the end of the last step."""
+    def since(self, warmup: int) -> tuple[float, int]:
+        """Seconds and tokens between the end of step `warmup` and the end of the last step."""
         if len(self.marks) - 1 <= warmup:
             raise RuntimeError(f"only {len(self.marks) - 1} steps ran, none after {warmup} warm-up steps")
-        (t0, tok0, ep0), (t1, tok1, ep1) = self.marks[warmup], self.marks[-1]
-        return t1 - t0, tok1 - tok0, ep1 - ep0
+        (t0, tok0), (t1, tok1) = self.marks[warmup], self.marks[-1]
+        return t1 - t0, tok1 - tok0
 
 
 def samples(n: int, seed: int) -> list[dict[str, str]]:
@@ -107,7 +111,7 @@ def samples(n: int, seed: int) -> list[dict[str, str]]:
             continue
         bug = found[0]
         gold = terminate_critique(gold_critique(bug.code, bug.bug_lines, bug.description))
-        rows.append({"prompt": request(bug.code), "completion": gold, "rejected": NO_BUG})
+        rows.append({"prompt": request(bug.code), "code": bug.code, "completion": gold, "rejected": NO_BUG})
         if len(rows) == n:
             break
     return rows
@@ -137,7 +141,7 @@ def build(cls, state: dict[str, torch.Tensor], **extra) -> torch.nn.Module:
 
 
 def quiet_train(trainer):
-    """trainer.train() without the per-log dicts and PPO's banners on stdout (errors still reach stderr)."""
+    """trainer.train() without the per-log dicts on stdout (errors still reach stderr)."""
     with contextlib.redirect_stdout(io.StringIO()):
         return trainer.train()
 
@@ -158,7 +162,7 @@ def run_sft(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int
         )
         trainer = SFTTrainer(model, args, train_dataset=rows, processing_class=tokenizer, callbacks=[clock])
         result = quiet_train(trainer)
-    seconds, tokens, _ = clock.since(sizes.warmup)
+    seconds, tokens = clock.since(sizes.warmup)
     return Result(tokens / seconds, seconds, result.training_loss)
 
 
@@ -180,52 +184,54 @@ def run_reward(family: str, states: dict, data: list[dict], sizes: Sizes, seed: 
             model=model, args=args, train_dataset=pairs, processing_class=tokenizer, callbacks=[clock]
         )
         result = quiet_train(trainer)
-    seconds, _, _ = clock.since(sizes.warmup)
+    seconds, _ = clock.since(sizes.warmup)
     return Result(sizes.batch * sizes.steps / seconds, seconds, result.training_loss)
 
 
-def run_ppo(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int) -> Result:
-    from trl.experimental.ppo import PPOConfig, PPOTrainer  # here, once main() has silenced its warning
-
+def run_rl(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int) -> Result:
+    """The RL stage's trainer as rl/reinforce.py runs it: GRPO, KL to a frozen reference, the reward
+    model's score of each rollout read as `critic review` reads a critique; every model of `family`."""
     lm_cls, cls_cls, extra = FAMILIES[family]
     policy = build(lm_cls, states["lm"], **extra)
     reference = copy.deepcopy(policy)
-    reward = build(cls_cls, states["reward"], num_labels=1, **extra)
-    value = build(cls_cls, states["reward"], num_labels=1, **extra)
+    reward = build(cls_cls, states["reward"], num_labels=1, **extra).eval()
     tokenizer = load_hf_tokenizer()
     tokenizer.padding_side = "left"
-    prompts = Dataset.from_dict({"input_ids": [tokenizer(r["prompt"])["input_ids"] for r in data]})
+    prompts = Dataset.from_dict(
+        {"prompt": [r["prompt"] + OPENING for r in data], "code": [r["code"] for r in data]}
+    )
     clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
-        args = PPOConfig(
-            total_episodes=sizes.batch * sizes.warmup + sizes.episodes,
-            gradient_accumulation_steps=1,
-            num_mini_batches=1,
-            response_length=sizes.response_length,
-            stop_token="eos",
-            num_sample_generations=0,
+        args = GRPOConfig(
+            max_steps=sizes.warmup + sizes.episodes // sizes.batch,
+            num_generations=sizes.group,
+            max_completion_length=sizes.response_length,
+            generation_kwargs={"min_new_tokens": sizes.response_length},  # no early stop in either family
+            temperature=0.7,
+            beta=0.0,  # GRPOWithReference sets it
+            remove_unused_columns=False,
             **common_args(out, seed, sizes),
         )
-        trainer = PPOTrainer(
-            args=args,
-            processing_class=tokenizer,
+        trainer = GRPOWithReference(
             model=policy,
-            ref_model=reference,
-            reward_model=reward,
-            value_model=value,
+            reward_funcs=reward_functions(reward, tokenizer)[:1],
+            args=args,
             train_dataset=prompts,
+            processing_class=tokenizer,
             callbacks=[clock],
+            reference=reference,
+            kl_coef=0.05,
         )
         quiet_train(trainer)
-    seconds, _, episodes = clock.since(sizes.warmup)
-    scores = [h["objective/scores"] for h in trainer.state.log_history if "objective/scores" in h]
-    return Result(episodes / seconds, seconds, scores[-1] if scores else float("nan"))
+    seconds, _ = clock.since(sizes.warmup)
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    return Result(sizes.episodes / seconds, seconds, rewards[-1] if rewards else float("nan"))
 
 
 STAGES: dict[str, tuple[str, str, Callable]] = {
     "sft": ("SFT tokens/s", "loss", run_sft),
     "reward": ("reward pairs/s", "loss", run_reward),
-    "ppo": ("PPO episodes/s", "score", run_ppo),
+    "rl": ("RL episodes/s", "reward", run_rl),
 }
 
 
@@ -239,8 +245,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="timed SFT / reward steps")
-    parser.add_argument("--episodes", type=int, default=32, help="timed PPO episodes (multiple of --batch)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps (PPO: updates)")
+    parser.add_argument("--episodes", type=int, default=32, help="timed RL episodes (multiple of --batch)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps")
+    parser.add_argument("--group", type=int, default=4, help="RL rollouts per prompt")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--response-length", type=int, default=48)
     parser.add_argument("--max-length", type=int, default=768)
@@ -250,13 +257,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: batch 2, 2 steps, 1 warm-up")
     args = parser.parse_args()
     if args.quick:
-        sizes = Sizes(batch=2, steps=2, warmup=1, episodes=2, response_length=8, max_length=args.max_length)
+        sizes = Sizes(2, 2, 1, 2, 8, 2, args.max_length)
     else:
         sizes = Sizes(
-            args.batch, args.steps, args.warmup, args.episodes, args.response_length, args.max_length
+            args.batch,
+            args.steps,
+            args.warmup,
+            args.episodes,
+            args.response_length,
+            args.group,
+            args.max_length,
         )
-    if sizes.episodes % sizes.batch:
-        parser.error(f"--episodes {sizes.episodes} is not a multiple of the batch {sizes.batch}")
+    if sizes.episodes % sizes.batch or sizes.batch % sizes.group:
+        parser.error(f"--episodes must be a multiple of --batch ({sizes.batch}), and that of --group")
 
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
@@ -269,8 +282,8 @@ def main() -> None:
     print(
         f"tiny preset: {CONFIG.num_parameters() / 1e6:.1f} M parameters; batch {sizes.batch}, "
         f"{sizes.warmup} warm-up + {sizes.steps} timed steps (SFT, reward), "
-        f"{sizes.warmup} warm-up + {sizes.episodes // sizes.batch} timed PPO updates of "
-        f"{sizes.response_length} sampled tokens"
+        f"{sizes.warmup} warm-up + {sizes.episodes // sizes.batch} timed RL steps of "
+        f"{sizes.batch} rollouts ({sizes.group} per prompt) of {sizes.response_length} sampled tokens"
     )
 
     data = samples(max(64, sizes.batch * 4), args.seed)

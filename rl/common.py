@@ -43,8 +43,18 @@ def trainer_defaults(seed: int) -> dict[str, Any]:
         dataloader_pin_memory=cuda,
         use_cpu=not cuda,  # on CPU, `accelerate launch` processes then form a gloo group
         # TRL turns it on by default: it saves GPU memory, but on CPU it only costs a third more time
-        gradient_checkpointing=cuda,
+        **{_checkpointing_argument(): cuda},
     )
+
+
+def _checkpointing_argument() -> str:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 CHECKPOINTS = "checkpoints"  # RUN/<stage>/checkpoints/: Trainer checkpoints while the stage runs

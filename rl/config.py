@@ -96,7 +96,7 @@ class SFTStage(LoraOptions):
 @dataclass
 class DistillStage:
     """A `student` learns the teacher's next-token distributions (rl/distill.py); the later stages then
-    sample from, reward-model and PPO the student."""
+    sample from, reward-model and RL-train the student."""
 
     teacher: str | None = None  # checkpoint directory; None: this run's sft stage is the teacher
     student: str = "tiny"  # a preset (taking the teacher's vocabulary) or a config/checkpoint directory
@@ -175,17 +175,40 @@ class RewardStage(LoraOptions):
 
 
 @dataclass
-class PPOStage(LoraOptions):
-    total_episodes: int = 64
-    batch_size: int = 8
-    response_length: int = 64
+class RLStage(LoraOptions):
+    """Reinforcement learning of the policy against the reward model (rl/reinforce.py): TRL's GRPO, which
+    keeps PPO's clipped objective and KL to the SFT policy, with a group baseline for a value model."""
+
+    max_steps: int = 8  # optimizer steps; each reads `batch_size` rollouts
+    batch_size: int = 8  # rollouts per step and process: batch_size / group_size prompts
+    group_size: int = 4  # rollouts per prompt; each is judged against its group's mean reward
+    iterations: int = 1  # optimizer passes over each batch of rollouts (GRPO's mu): > 1 makes clipping bite
+    max_new_tokens: int = 64  # of each rollout
     learning_rate: float = 3e-5
-    kl_coef: float = 0.05
-    temperature: float = 0.7  # of the rollouts (TRL's default), and of the held-out critiques
-    hallucination_penalty: float = 0.0  # subtracted from the reward when a quote is not in the code
+    kl_coef: float = 0.05  # weight of the KL to the SFT policy in the loss (GRPO's beta)
+    clip_epsilon: float = 0.2  # the clipped surrogate's range, as in PPO
+    scale_rewards: str = "group"  # advantages over the group's reward std ("group"), the batch's, or "none"
+    temperature: float = 0.7  # of the rollouts, and of the held-out critiques
+    hallucination_penalty: float = 0.0  # a second reward: minus this for a quote that is not in the code
     eval_prompts: int = 16  # validation prompts of the held-out reward, one per function first
     eval_samples: int = 4  # critiques per prompt for the held-out reward, sampled at `temperature`
+    use_vllm: bool = False  # rollouts by vLLM, colocated on each GPU (pip install vllm; GPU only)
+    save_steps: int = 50  # a resumable checkpoint every this many steps (RUN/rl/checkpoints/)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "group_size", "iterations", "max_new_tokens", "save_steps"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"rl.{name} must be positive, not {getattr(self, name)}")
+        if self.group_size < 2 or self.batch_size % self.group_size:
+            raise UserError(
+                f"rl.batch_size ({self.batch_size}) must be a multiple of rl.group_size ({self.group_size}), "
+                "which is at least 2: each rollout is judged against the others of its group"
+            )
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise UserError(f"rl.scale_rewards must be group, batch or none, not {self.scale_rewards!r}")
+        if self.kl_coef < 0 or self.clip_epsilon <= 0:
+            raise UserError("rl.kl_coef must be at least 0 and rl.clip_epsilon above 0")
 
 
 @dataclass
@@ -204,9 +227,13 @@ class LocalizeStage:
     max_samples: int = 400  # validation samples scored (and their originals, as clean code)
     bootstrap: int = 200  # resamples of the intervals in the min-score sweep
     # the language model whose repair margins are scored: a stage of the run (its output directory) or a
-    # checkpoint directory; the PPO policy unless given
-    language_model: str = "ppo"
+    # checkpoint directory; the RL policy unless given
+    language_model: str = "rl"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.language_model == "ppo":
+            raise UserError("localize.language_model: the ppo stage is now `rl`; write `language_model: rl`")
 
 
 @dataclass
@@ -220,13 +247,19 @@ class PipelineConfig:
     rate: RateStage = field(default_factory=RateStage)
     rank: RankStage | None = field(default=None, metadata={"section": RankStage})
     reward: RewardStage = field(default_factory=RewardStage)
-    ppo: PPOStage = field(default_factory=PPOStage)
+    rl: RLStage = field(default_factory=RLStage)
     calibrate: CalibrateStage | None = field(default=None, metadata={"section": CalibrateStage})
     localize: LocalizeStage | None = field(default=None, metadata={"section": LocalizeStage})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
         sections = {f.name: f for f in dataclasses.fields(cls)}
+        if "ppo" in raw:
+            raise UserError(
+                "the ppo section is gone: TRL no longer ships PPO, and RL now runs on its GRPO trainer; "
+                "rename `ppo:` to `rl:` and write max_steps (= total_episodes / batch_size), group_size, "
+                "max_new_tokens (was response_length) and the rest as rl/configs/tiny.yaml does"
+            )
         if unknown := set(raw) - set(sections):
             raise UserError(f"unknown config section(s): {', '.join(sorted(unknown))}")
         sft = raw.get("sft") if isinstance(raw.get("sft"), dict) else {}

@@ -1,13 +1,14 @@
 """Distillation: a small critic learns a larger critic's whole next-token distribution, as Gemma 2's
 small models learned from a larger teacher instead of from one-hot next tokens alone.
 
-Trainer: TRL's GKDTrainer. With `lmbda` 0 (the default) every step is supervised KD on fixed text, the
-Gemma 2 recipe: the critique requests of the tampering data with their gold critiques (and, first,
-plain Python for `pretrain_steps`), the loss the forward KL from the teacher's distribution at every
-completion token (`beta` 0; 1 is reverse KL, between a generalized JSD). `lmbda` > 0 makes that share of
-steps on-policy, on critiques the student samples itself (GKD). TRL 1.12's DistillationTrainer is
-on-policy only, which fits a student that already writes critiques; ours starts from random weights, so
-its first samples are not critiques and the teacher's distribution over them teaches little.
+Trainer: TRL's GKDTrainer (trl.experimental). With `lmbda` 0 (the default) every step is supervised KD
+on fixed text, the Gemma 2 recipe: the critique requests of the tampering data with their gold
+critiques (and, first, plain Python for `pretrain_steps`), the loss the forward KL from the teacher's
+distribution at every completion token (`beta` 0; 1 is reverse KL, between a generalized JSD). `lmbda`
+> 0 makes that share of steps on-policy, on critiques the student samples itself (GKD). TRL's stable
+DistillationTrainer (still in 1.16) is on-policy only, which fits a student that already writes
+critiques; ours starts from random weights, so its first samples are not critiques and the teacher's
+distribution over them teaches little.
 """
 
 from __future__ import annotations

@@ -33,12 +33,13 @@ STAGES = (
     "rate",
     "rank",
     "reward",
-    "ppo",
+    "rl",
     "calibrate",
     "localize",
 )
-DISTRIBUTED = {"pretrain", "sft", "distill", "rank", "reward", "ppo"}  # trainers: every process takes part
-RESUMABLE = {"pretrain", "sft", "rank", "reward"}  # a partial stage directory is kept: its checkpoints resume
+DISTRIBUTED = {"pretrain", "sft", "distill", "rank", "reward", "rl"}  # trainers: every process takes part
+# a partial stage directory is kept: its checkpoints resume
+RESUMABLE = {"pretrain", "sft", "rank", "reward", "rl"}
 
 
 def stages_of(cfg: PipelineConfig) -> tuple[str, ...]:
@@ -53,7 +54,7 @@ def stages_of(cfg: PipelineConfig) -> tuple[str, ...]:
 
 
 def policy_dir(cfg: PipelineConfig, run: Path) -> Path:
-    """The policy the later stages sample, reward-model and PPO: the distilled student if there is one."""
+    """The policy the later stages sample, reward-model and RL-train: the distilled student if any."""
     return run / ("sft" if cfg.distill is None else "distill")
 
 
@@ -143,17 +144,17 @@ def _stage_reward(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     return run_reward(cfg.reward, _load(run / "rate"), start, out)
 
 
-def _stage_ppo(cfg: PipelineConfig, run: Path, out: Path) -> dict:
-    from critic.rl.ppo import run_ppo
+def _stage_rl(cfg: PipelineConfig, run: Path, out: Path) -> dict:
+    from critic.rl.reinforce import run_rl
 
-    return run_ppo(cfg.ppo, _load(run / "data"), policy_dir(cfg, run), run / "reward", out)
+    return run_rl(cfg.rl, _load(run / "data"), policy_dir(cfg, run), run / "reward", out)
 
 
 def _stage_calibrate(cfg: PipelineConfig, run: Path, out: Path) -> dict:
     from critic.rl.calibrate import run_calibrate
 
     assert cfg.calibrate is not None
-    return run_calibrate(cfg.calibrate, _load(run / "data"), run / "ppo", run / "reward", out)
+    return run_calibrate(cfg.calibrate, _load(run / "data"), run / "rl", run / "reward", out)
 
 
 def _stage_localize(cfg: PipelineConfig, run: Path, out: Path) -> dict:
@@ -174,7 +175,7 @@ RUNNERS: dict[str, Callable[[PipelineConfig, Path, Path], dict]] = {
     "rate": _stage_rate,
     "rank": _stage_rank,
     "reward": _stage_reward,
-    "ppo": _stage_ppo,
+    "rl": _stage_rl,
     "calibrate": _stage_calibrate,
     "localize": _stage_localize,
 }

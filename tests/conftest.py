@@ -252,7 +252,7 @@ def annotation_engine(annotation_url):
 
 # --- the fast loop: `pytest -m "not slow"` ---------------------------------------------------------
 
-# Modules whose tests train models or run pipeline stages (test_pipeline, test_distill, test_ppo,
+# Modules whose tests train models or run pipeline stages (test_pipeline, test_distill, test_reinforce,
 # test_pretrain, test_rank, test_recipe, test_trl, test_eval), run the critic over datasets or through
 # its cache in many processes (test_audit, test_cache), or start servers, browsers, sandboxed
 # programs and fresh installs (test_annotation_e2e, test_annotation_faults, test_sandbox,
@@ -274,10 +274,10 @@ SLOW_MODULES = frozenset(
         "test_eval",
         "test_packaging",
         "test_pipeline",
-        "test_ppo",
         "test_pretrain",
         "test_rank",
         "test_recipe",
+        "test_reinforce",
         "test_sandbox",
         "test_trl",
     }

@@ -211,3 +211,13 @@ def test_sample_takes_the_hugging_face_wrapper():
     wrapped = CriticForCausalLM(to_hf_config(model.config)).eval()
     wrapped.load_state_dict(model.state_dict())
     assert generate(wrapped, PROMPTS, 20) == generate(model, PROMPTS, 20)
+
+
+def test_generate_runs_under_bfloat16_autocast():
+    """Trainers on a bf16 GPU run generate() under autocast, where keys leave RoPE in float32 and
+    values leave v_proj in bfloat16: the cache holds both in one dtype (TRL's GRPO rollouts)."""
+    model = CriticForCausalLM(to_hf_config(stress_config())).eval()
+    ids = torch.tensor([PROMPTS[0]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, min_new_tokens=6)
+    assert out.shape == (1, ids.shape[1] + 6)

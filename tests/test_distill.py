@@ -117,7 +117,7 @@ def test_cli_distills_and_refuses_bad_input(teacher, data, tmp_path):
     assert (out / "model.safetensors").read_bytes() == weights
 
 
-def test_pipeline_trains_teacher_then_distills_then_ppos_the_student(tmp_path):
+def test_pipeline_trains_teacher_then_distills_then_rl_trains_the_student(tmp_path):
     from test_pipeline import MINIMAL
 
     student = tmp_path / "student"
@@ -125,12 +125,12 @@ def test_pipeline_trains_teacher_then_distills_then_ppos_the_student(tmp_path):
     config = PipelineConfig.from_dict(
         {**MINIMAL, "distill": {"student": str(student), "max_steps": 3, "batch_size": 2, "max_length": 512}}
     )
-    assert stages_of(config) == ("data", "sft", "distill", "sample", "rate", "reward", "ppo")
+    assert stages_of(config) == ("data", "sft", "distill", "sample", "rate", "reward", "rl")
     run = tmp_path / "run"
     metrics = run_pipeline(config, run, log=lambda _: None)
     assert list(metrics) == list(stages_of(config))
     assert metrics["distill"]["teacher_parameters"] > metrics["distill"]["parameters"]
-    for stage in ("distill", "reward", "ppo"):  # the student is the policy from distill on
+    for stage in ("distill", "reward", "rl"):  # the student is the policy from distill on
         assert json.loads((run / stage / "config.json").read_text())["hidden_size"] == STUDENT["hidden_size"]
     assert json.loads((run / "sft" / "config.json").read_text())["hidden_size"] == 128  # the teacher
     outside = PipelineConfig.from_dict({**MINIMAL, "distill": {"teacher": str(run / "sft")}})

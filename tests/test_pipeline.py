@@ -24,7 +24,7 @@ MINIMAL = {
     "sft": {"preset": "tiny", "max_steps": 4, "batch_size": 4, "max_length": 512},
     "sample": {"samples_per_task": 2, "max_new_tokens": 16, "max_tasks": 4},
     "reward": {"max_steps": 3, "batch_size": 4, "max_length": 512},
-    "ppo": {"total_episodes": 4, "batch_size": 2, "response_length": 8, "eval_prompts": 2},
+    "rl": {"max_steps": 2, "batch_size": 2, "group_size": 2, "max_new_tokens": 8, "eval_prompts": 2},
 }
 
 
@@ -43,13 +43,21 @@ def test_every_stage_runs_and_reports(finished_run):
     ]
     report = json.loads((run / "report.json").read_text())
     assert 0.0 <= report["reward"]["eval_accuracy"] <= 1.0
-    assert isinstance(report["ppo"]["reward_first"], float) and isinstance(
-        report["ppo"]["reward_last"], float
+    rl = report["rl"]
+    assert isinstance(rl["reward_first"], float) and isinstance(rl["reward_last"], float)
+    assert rl["steps"] == 2 and rl["rollouts"] == 4 and rl["eval_critiques"] == 8
+    gain = rl["reward_gain"]  # paired, with its interval
+    assert gain["low"] <= gain["value"] <= gain["high"]
+    assert gain["value"] == pytest.approx(rl["reward_last"] - rl["reward_first"], abs=1e-5)
+    assert (
+        isinstance(rl["kl"], float)
+        and rl["train_rewards"]
+        and len(rl["train_kl"]) == len(rl["train_rewards"])
     )
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["config"]["sft"]["max_steps"] == 4
     assert set(manifest["versions"]) >= {"torch", "transformers", "trl", "datasets"}
-    for stage in ("sft", "reward", "ppo"):
+    for stage in ("sft", "reward", "rl"):
         assert (run / stage / "model.safetensors").is_file()
         assert not list((run / stage).glob("*.bin"))
         assert not (run / stage / "checkpoints").exists()  # removed when the stage finished
@@ -79,7 +87,7 @@ def test_rerun_skips_finished_stages_and_resumes(finished_run):
     assert (run / "sft" / "model.safetensors").stat().st_mtime_ns == sft_weights
 
 
-def test_reward_stage_under_accelerate_with_two_processes(finished_run, tmp_path):
+def test_reward_and_rl_stages_under_accelerate_with_two_processes(finished_run, tmp_path):
     run, metrics, _ = finished_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
@@ -88,7 +96,8 @@ def test_reward_stage_under_accelerate_with_two_processes(finished_run, tmp_path
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     result = subprocess.run(
-        [*launch, "-m", "critic.cli", "train", "reward", "--config", str(config), "--out", str(copy)],
+        [*launch, "-m", "critic.cli", "train", "pipeline", "--from", "reward", "--config", str(config)]
+        + ["--out", str(copy)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -100,6 +109,11 @@ def test_reward_stage_under_accelerate_with_two_processes(finished_run, tmp_path
     assert two["eval_pairs"] == one["eval_pairs"] and two["train_pairs"] == one["train_pairs"]
     assert 0.0 <= two["eval_accuracy"] <= 1.0 and two["steps"] == one["steps"]
     assert (copy / "reward" / "model.safetensors").is_file()
+    rl = json.loads((copy / "rl" / "done.json").read_text())["metrics"]
+    assert rl["processes"] == 2 and rl["steps"] == metrics["rl"]["steps"]
+    assert rl["rollouts"] == 2 * metrics["rl"]["rollouts"]  # each process draws its own batch
+    assert rl["eval_critiques"] == metrics["rl"]["eval_critiques"] and isinstance(rl["kl"], float)
+    assert (copy / "rl" / "model.safetensors").is_file() and not (copy / "rl" / "checkpoints").exists()
 
 
 def test_corrupted_checkpoint_names_the_file(finished_run, tmp_path):
@@ -117,6 +131,12 @@ def test_config_errors_are_user_errors(tmp_path):
         PipelineConfig.from_dict({"sft": {"lr": 1}})
     with pytest.raises(UserError, match="unknown config section"):
         PipelineConfig.from_dict({"sfft": {}})
+    with pytest.raises(UserError, match="the ppo section is gone.*rename `ppo:` to `rl:`"):
+        PipelineConfig.from_dict({"ppo": {"total_episodes": 64}})
+    with pytest.raises(UserError, match="multiple of rl.group_size"):
+        PipelineConfig.from_dict({"rl": {"batch_size": 6, "group_size": 4}})
+    with pytest.raises(UserError, match="ppo stage is now `rl`"):
+        PipelineConfig.from_dict({"localize": {"language_model": "ppo"}})
     with pytest.raises(UserError, match="no such config file"):
         PipelineConfig.from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(UserError, match="stage data has not finished"):
@@ -163,7 +183,7 @@ def test_killed_during_reward_then_rerun_finishes_without_redoing_sft(tmp_path):
 
 def test_lora_stages_from_an_existing_checkpoint(tmp_path):
     """The GPU recipe's paths at tiny size: a pretrain stage continuing a checkpoint, LoRA in SFT (from
-    the pretrain stage's checkpoint), reward and PPO."""
+    the pretrain stage's checkpoint), reward and RL."""
     from critic.core.tokenizer import load_tokenizer, save_tokenizer
     from critic.model import CriticConfig, new_causal_lm, save_checkpoint
     from critic.model.checkpoint import load_causal_lm
@@ -184,7 +204,7 @@ def test_lora_stages_from_an_existing_checkpoint(tmp_path):
         },
         "sft": {**sft, **lora},
         "reward": {**MINIMAL["reward"], **lora},
-        "ppo": {**MINIMAL["ppo"], **lora},
+        "rl": {**MINIMAL["rl"], **lora},
     }
     run = tmp_path / "run"
     metrics = run_pipeline(PipelineConfig.from_dict(config), run, log=lambda _: None)
@@ -193,52 +213,13 @@ def test_lora_stages_from_an_existing_checkpoint(tmp_path):
     ]
     assert metrics["pretrain"]["steps"] == 2 and metrics["pretrain"]["corpus"]["tokens"] == 8192
     assert metrics["sft"]["start"] == str(run / "pretrain")
-    for stage in ("pretrain", "sft", "ppo"):  # adapters merged: plain checkpoints that load strictly
+    for stage in ("pretrain", "sft", "rl"):  # adapters merged: plain checkpoints that load strictly
         names = set(json.loads((run / stage / "config.json").read_text()))
         assert "base_model_name_or_path" not in names
         load_causal_lm(run / stage)
     assert not (run / "sft" / "adapter_config.json").exists()
     before, after = load_causal_lm(base).state_dict(), load_causal_lm(run / "sft").state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
-
-
-def test_ppo_reward_scores_critiques_as_review_does_and_penalises_made_up_quotes():
-    """PPO's reward is the reward model's score of each critique read as `critic review` reads it
-    (cut at its end of turn, ended, then <eos>), minus the penalty for a quote that is not in the code."""
-    from trl.experimental.utils import get_reward
-
-    from critic.core.critique import request
-    from critic.core.tokenizer import load_hf_tokenizer
-    from critic.model import CriticForSequenceClassification, to_hf_config
-    from critic.model.config import CriticConfig
-    from critic.rl.ppo import CritiqueReward, critique_scores
-
-    tokenizer = load_hf_tokenizer()
-    torch.manual_seed(0)
-    model = CriticForSequenceClassification(
-        to_hf_config(CriticConfig.from_preset("tiny"), num_labels=1)
-    ).eval()
-    code = "def add(a, b):\n    return a - b"
-    prompt = tokenizer(request(code))["input_ids"]
-    critiques = ["```\nreturn a - b\n```\nShould add.", "```\nreturn a * b\n```\nWrong."]
-    answers = [critiques[0] + "<end_of_turn>", critiques[1] + "<end_of_turn>\nsampled past the end"]
-    responses = [
-        tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for a in answers
-    ]
-    width = max(map(len, responses))
-    batch = torch.tensor([prompt + r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses])
-    with torch.no_grad():
-        _, got, _ = get_reward(
-            CritiqueReward(model, tokenizer, 2.5), batch, tokenizer.pad_token_id, len(prompt)
-        )
-        alone = [
-            model(**tokenizer(request(code) + c + "<end_of_turn><eos>", return_tensors="pt")).logits[0, 0]
-            for c in critiques
-        ]
-    assert torch.allclose(
-        critique_scores(model, tokenizer, [(code, c) for c in critiques]), torch.stack(alone)
-    )
-    assert torch.allclose(got, torch.stack(alone) - torch.tensor([0.0, 2.5]), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +229,7 @@ def test_shipped_configs_parse(name):
     from pathlib import Path
 
     config = PipelineConfig.from_yaml(Path(__file__).resolve().parents[1] / "rl" / "configs" / name)
-    assert config.sft.max_steps > 0 and config.ppo.total_episodes > 0
+    assert config.sft.max_steps > 0 and config.rl.max_steps > 0
 
 
 def test_rate_stage_adds_human_preferences_from_an_export(finished_run, tmp_path):

@@ -28,7 +28,7 @@ def toy_recipe() -> dict:
     raw["sample"] |= {"samples_per_task": 2, "max_new_tokens": 12, "max_tasks": 3}
     raw["rank"] |= {"max_steps": 3, "batch_size": 2, "eval_samples": 4, "save_steps": 2}
     raw["reward"] |= {"max_steps": 3, "batch_size": 2, "eval_pairs": 8}
-    raw["ppo"] |= {"total_episodes": 4, "batch_size": 2, "response_length": 8, "eval_prompts": 2}
+    raw["rl"] |= {"max_steps": 2, "batch_size": 2, "group_size": 2, "max_new_tokens": 8, "eval_prompts": 2}
     raw["calibrate"] |= {"max_samples": 3, "bootstrap": 5}
     raw["localize"] |= {"max_samples": 3, "bootstrap": 5}
     return raw
@@ -36,7 +36,7 @@ def toy_recipe() -> dict:
 
 def test_the_recipe_runs_every_stage_at_toy_size(tmp_path):
     cfg = PipelineConfig.from_dict(toy_recipe())
-    stages = ("data", "pretrain", "sft", "sample", "rate", "rank", "reward", "ppo", "calibrate", "localize")
+    stages = ("data", "pretrain", "sft", "sample", "rate", "rank", "reward", "rl", "calibrate", "localize")
     assert stages_of(cfg) == stages
     metrics = run_pipeline(cfg, tmp_path, log=lambda _: None)
     assert metrics["rate"]["train_synthetic_pairs"] > 0
@@ -49,5 +49,5 @@ def test_the_recipe_runs_every_stage_at_toy_size(tmp_path):
     assert (fitted.scale, fitted.bias) == (saved["scale"], saved["bias"])
     assert [row["min_score"] for row in metrics["calibrate"]["min_score_sweep"]][0] <= 0.3
     localizer = json.loads((tmp_path / "localize" / "localizer.json").read_text())
-    assert localizer["language_model"] == str(tmp_path / "ppo")
+    assert localizer["language_model"] == str(tmp_path / "rl")
     assert localizer["min_score"] == metrics["localize"]["chosen_min_score"]

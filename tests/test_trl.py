@@ -1,4 +1,5 @@
-"""Our model inside TRL 1.12: RewardTrainer model, and PPO policy/reference/reward/value."""
+"""Our model inside TRL's trainers: the reward model in RewardTrainer, the policy and its frozen
+reference in GRPOTrainer."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import copy
 
 import torch
 from datasets import Dataset
-from trl import RewardConfig, RewardTrainer
-from trl.experimental.ppo import PPOConfig, PPOTrainer
+from trl import GRPOConfig, RewardConfig, RewardTrainer
 
-from critic.core.critique import build_prompt
+from critic.core.critique import request
 from critic.core.tokenizer import load_hf_tokenizer
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
+from critic.rl.reinforce import OPENING, GRPOWithReference
 
 TINY = CriticConfig.from_preset(
     "tiny", hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16
@@ -48,39 +49,44 @@ def test_reward_trainer_step(tmp_path):
     assert changed(before, model)
 
 
-def test_ppo_trainer_step(tmp_path):
+def test_grpo_trainer_step_keeps_the_kl_to_our_reference(tmp_path):
+    """GRPO on our model, with the frozen reference our class too: TRL cannot build one from a
+    config.json that names CriticForCausalLM, so GRPOWithReference hands it in."""
     tokenizer = load_hf_tokenizer()
+    tokenizer.padding_side = "left"
     torch.manual_seed(0)
     policy = CriticForCausalLM(to_hf_config(TINY))
-    ref_policy = copy.deepcopy(policy)
-    value = CriticForSequenceClassification(to_hf_config(TINY, num_labels=1))
-    reward = CriticForSequenceClassification(to_hf_config(TINY, num_labels=1))
-    prompts = [build_prompt("def add(a, b):\n    return a - b\n")] * 4
-    dataset = Dataset.from_dict({"input_ids": [tokenizer(p)["input_ids"] for p in prompts]})
-    args = PPOConfig(
+    reference = copy.deepcopy(policy)
+    prompts = [request("def add(a, b):\n    return a - b\n") + OPENING] * 4
+
+    def longer(completions, **_):  # any reward that differs within a group
+        return [len(c) / 10 for c in completions]
+
+    args = GRPOConfig(
         output_dir=str(tmp_path),
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        num_mini_batches=1,
-        num_ppo_epochs=1,
-        total_episodes=4,
-        response_length=12,
-        stop_token="eos",
-        num_sample_generations=0,
-        learning_rate=1e-3,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=12,
+        max_steps=2,
+        learning_rate=1e-2,
+        beta=0.0,
+        bf16=False,
         **COMMON,
     )
-    trainer = PPOTrainer(
-        args=args,
-        processing_class=tokenizer,
+    trainer = GRPOWithReference(
         model=policy,
-        ref_model=ref_policy,
-        reward_model=reward,
-        value_model=value,
-        train_dataset=dataset,
+        reward_funcs=longer,
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=tokenizer,
+        reference=reference,
+        kl_coef=0.1,
     )
-    policy_before, value_before = snapshot(policy), snapshot(value)
+    assert trainer.ref_model is reference and trainer.beta == 0.1
+    before = snapshot(policy)
+    reference_before = snapshot(reference)
     trainer.train()
-    assert trainer.state.episode == 4
-    assert changed(policy_before, policy)
-    assert changed(value_before, value)
+    assert trainer.state.global_step == 2
+    assert changed(before, policy) and not changed(reference_before, reference)
+    kls = [h["kl"] for h in trainer.state.log_history if "kl" in h]
+    assert kls[0] == 0.0 and kls[-1] > 0.0  # the policy moved away from the reference, and it is measured

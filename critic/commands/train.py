@@ -1,4 +1,4 @@
-"""`critic train ...`: the RLHF stages ([pretrain] -> SFT -> [distill] -> sample -> rate -> reward -> PPO),
+"""`critic train ...`: the RLHF stages ([pretrain] -> SFT -> [distill] -> sample -> rate -> reward -> RL),
 alone or as a pipeline, and `critic train distill` from any teacher checkpoint."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rich.console import Console
 from critic.core.errors import UserError
 
 app = typer.Typer(
-    help="Train a critic: pre-training, SFT, distillation, critique sampling, rating, reward model, PPO.",
+    help="Train a critic: pre-training, SFT, distillation, sampling, rating, reward model, RL (GRPO).",
     no_args_is_help=True,
 )
 
@@ -60,7 +60,7 @@ def pipeline(
     seed: SeedOption = None,
 ) -> None:
     """Run every stage in order; stages already done in OUT are skipped, and an interrupted trainer
-    stage (pretrain, sft, reward) resumes from its last checkpoint."""
+    stage (pretrain, sft, rank, reward, rl) resumes from its last checkpoint."""
     _run(config, out, from_stage, None, seed)
 
 
@@ -72,7 +72,7 @@ def _stage_command(name: str) -> None:
     app.command(name)(command)
 
 
-for _name in ("pretrain", "sft", "sample", "rate", "reward", "ppo", "calibrate", "localize"):
+for _name in ("pretrain", "sft", "sample", "rate", "reward", "rl", "calibrate", "localize"):
     _stage_command(_name)
 
 

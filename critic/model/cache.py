@@ -110,6 +110,9 @@ class KVCache:
 
     def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's keys/values ([B, KVH, T, D]); return those to attend over."""
+        # Under autocast, keys leave RoPE in its float32 while values leave v_proj in bfloat16: one
+        # buffer dtype for both, the keys'.
+        v = v.to(k.dtype)
         if self.is_global[layer_idx]:
             return self._update_global(layer_idx, k, v)
         return self._update_ring(layer_idx, k, v)

@@ -4,8 +4,8 @@ They exist so TRL trainers, `generate()`, `save_pretrained`, PEFT and accelerate
 work with our model. The config class is transformers' own `Gemma2Config` and the
 weight names are the checkpoint's, so a directory written here loads in
 `Gemma2ForCausalLM` and vice versa. The backbone (`model`, the
-`base_model_prefix`) is the plain `Gemma2Model`, which is what TRL's PPO calls for
-reward and value hidden states.
+`base_model_prefix`) is the plain `Gemma2Model`, which TRL's GRPO calls for the
+hidden states its fused LM head turns into per-token log-probabilities.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class CriticForCausalLM(CriticPreTrainedModel, GenerationMixin):
 
 
 class CriticForSequenceClassification(CriticPreTrainedModel):
-    """Scalar head on the last non-pad token: the reward model, and PPO's value model."""
+    """Scalar head on the last non-pad token: the reward model."""
 
     _optional_keys = frozenset({"score.weight"})  # a reward model starts from a policy checkpoint
     _ignored_keys = frozenset({"lm_head.weight"})
