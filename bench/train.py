@@ -7,7 +7,8 @@ On the `tiny` preset, for our classes (CriticForCausalLM / CriticForSequenceClas
 transformers' (Gemma2ForCausalLM / Gemma2ForSequenceClassification, attn_implementation="eager"),
 built from one state dict per head, so both families start from identical weights:
 
-- SFT tokens/s: TRL's SFTTrainer on prompt-completion rows (critique request for a tampered HumanEval
+- SFT tokens/s: TRL's SFTTrainer as the sft stage runs it (rl/sft.py's LeanSFTTrainer) on
+  prompt-completion rows (critique request for a tampered HumanEval
   solution, gold critique as completion, loss on the completion only). Tokens are the non-pad tokens
   of the batches (prompt + completion, the trainer's `num_input_tokens_seen` with "non_padding").
 - reward pairs/s: TRL's RewardTrainer on (gold critique, "no bug" critique) pairs, batch x steps.
@@ -41,7 +42,7 @@ import transformers
 import trl
 from datasets import Dataset
 from transformers import Gemma2ForCausalLM, Gemma2ForSequenceClassification, TrainerCallback
-from trl import GRPOConfig, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+from trl import GRPOConfig, RewardConfig, RewardTrainer, SFTConfig
 
 from critic.core.critique import request, terminate_critique
 from critic.core.tokenizer import load_hf_tokenizer
@@ -51,6 +52,7 @@ from critic.datagen.tamper_data import humaneval_items
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
 from critic.rl.common import trainer_defaults
 from critic.rl.reinforce import OPENING, GRPOWithReference, reward_functions
+from critic.rl.sft import LeanSFTTrainer
 
 CONFIG = CriticConfig.from_preset("tiny")
 FAMILIES = {
@@ -160,7 +162,9 @@ def run_sft(family: str, states: dict, data: list[dict], sizes: Sizes, seed: int
             include_num_input_tokens_seen="non_padding",
             **common_args(out, seed, sizes),
         )
-        trainer = SFTTrainer(model, args, train_dataset=rows, processing_class=tokenizer, callbacks=[clock])
+        trainer = LeanSFTTrainer(
+            model, args, train_dataset=rows, processing_class=tokenizer, callbacks=[clock]
+        )
         result = quiet_train(trainer)
     seconds, tokens = clock.since(sizes.warmup)
     return Result(tokens / seconds, seconds, result.training_loss)

@@ -375,7 +375,9 @@ def initial_model(cfg: PretrainStage):
 def run_pretrain(cfg: PretrainStage, out: Path, data_sources: list[str], data_seed: int) -> dict:
     """Train cfg.max_steps steps of next-token loss on the packed corpus; resumes from the last
     checkpoint in out/checkpoints; writes a save_pretrained directory with the tokenizer to out."""
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from critic.rl.sft import LeanSFTTrainer
 
     model, tokenizer = initial_model(cfg)
     corpus, record = load_or_build_corpus(cfg, tokenizer, out, data_sources, data_seed)
@@ -389,7 +391,7 @@ def run_pretrain(cfg: PretrainStage, out: Path, data_sources: list[str], data_se
         dataset_kwargs={"skip_prepare_dataset": True},  # token ids already, rows of max_length
         **resumable_args(cfg.seed, out, cfg.save_steps),
     )
-    trainer = SFTTrainer(
+    trainer = LeanSFTTrainer(
         model, args, train_dataset=corpus, processing_class=tokenizer, callbacks=[skip_final_checkpoint()]
     )
     checkpoint = resume_point(out, {**asdict(cfg), "data_sources": data_sources, "data_seed": data_seed})

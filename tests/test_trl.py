@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from datasets import Dataset
 from trl import GRPOConfig, RewardConfig, RewardTrainer
@@ -90,3 +91,39 @@ def test_grpo_trainer_step_keeps_the_kl_to_our_reference(tmp_path):
     assert changed(before, policy) and not changed(reference_before, reference)
     kls = [h["kl"] for h in trainer.state.log_history if "kl" in h]
     assert kls[0] == 0.0 and kls[-1] > 0.0  # the policy moved away from the reference, and it is measured
+
+
+def test_the_lean_sft_trainer_takes_trls_loss_without_its_tiled_head(tmp_path):
+    """On CPU LeanSFTTrainer drops TRL's patched forward (3x slower here) for the model's own loss: the
+    same completion-only loss, the same updates, and TRL's token count."""
+    from trl import SFTConfig, SFTTrainer
+
+    from critic.rl.sft import LeanSFTTrainer
+
+    rows = Dataset.from_dict(
+        {
+            "prompt": [request(f"def f{i}(a, b):\n    return a - b\n") for i in range(4)],
+            "completion": ["```\nreturn a - b\n```\nShould be a + b.<end_of_turn>"] * 4,
+        }
+    )
+    results = {}
+    for cls in (SFTTrainer, LeanSFTTrainer):
+        torch.manual_seed(0)
+        model = CriticForCausalLM(to_hf_config(TINY))
+        args = SFTConfig(
+            output_dir=str(tmp_path / cls.__name__),
+            per_device_train_batch_size=2,
+            max_steps=2,
+            learning_rate=1e-3,
+            completion_only_loss=True,
+            bf16=False,
+            **COMMON,
+        )
+        trainer = cls(model, args, train_dataset=rows, processing_class=load_hf_tokenizer())
+        assert ("forward" in vars(model)) == (cls is SFTTrainer)  # TRL's tiled head is an instance patch
+        trainer.train()
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        results[cls] = ([h["loss"] for h in history], history[-1]["num_tokens"], snapshot(model))
+    (trl_losses, trl_tokens, trl_weights), (losses, tokens, weights) = results.values()
+    assert losses == pytest.approx(trl_losses, rel=1e-4) and tokens == trl_tokens
+    assert all(torch.allclose(trl_weights[k], weights[k], atol=1e-5) for k in weights)
