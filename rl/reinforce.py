@@ -104,7 +104,8 @@ def reward_functions(reward_model: nn.Module, tokenizer) -> list[Callable[..., l
         return [read_critique(tokenizer.decode(ids, skip_special_tokens=False)) for ids in completion_ids]
 
     def reward_model_score(completion_ids, code, **_) -> list[float]:
-        return critique_rewards(reward_model, tokenizer, code, critiques(completion_ids), 0.0).tolist()
+        pairs = list(zip(code, critiques(completion_ids), strict=True))
+        return critique_scores(reward_model, tokenizer, pairs).tolist()
 
     def made_up_quote(completion_ids, code, **_) -> list[float]:
         texts = critiques(completion_ids)
@@ -262,8 +263,8 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
     reward_model = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1).eval()
     train_codes = data["train"]["code"]
     prompts = Dataset.from_dict({"prompt": [request(c) + OPENING for c in train_codes], "code": train_codes})
-    functions = reward_functions(reward_model, tokenizer)
-    weights = [1.0, cfg.hallucination_penalty]
+    # the penalty's reward function only where it weighs something
+    functions = reward_functions(reward_model, tokenizer)[: 2 if cfg.hallucination_penalty else 1]
     args = GRPOConfig(
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
@@ -276,7 +277,7 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
         scale_rewards=cfg.scale_rewards,
         loss_type="dapo",  # token-level mean over the batch: no bias towards short or long critiques
         temperature=cfg.temperature,
-        reward_weights=weights if cfg.hallucination_penalty else weights[:1],
+        reward_weights=[1.0, cfg.hallucination_penalty][: len(functions)],
         use_vllm=cfg.use_vllm,
         vllm_mode="colocate",
         remove_unused_columns=False,  # the reward functions read `code`
@@ -284,7 +285,7 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
     )
     trainer = GRPOWithReference(
         model=policy,
-        reward_funcs=functions if cfg.hallucination_penalty else functions[:1],
+        reward_funcs=functions,
         args=args,
         train_dataset=prompts,
         processing_class=tokenizer,
