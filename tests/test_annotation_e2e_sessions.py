@@ -233,6 +233,23 @@ def test_an_idle_session_expires_and_the_unsaved_draft_survives_the_next_login(a
 
 @needs_browser
 @pytest.mark.slow  # a server, a proxy or a browser, or CLI processes
+def test_a_retry_clicked_while_the_refused_login_still_runs_is_not_lost(app) -> None:
+    """The second click lands while the first try's password check and page update still run; Gradio's
+    default for a click would drop it, and the user would wait on a page that never answers."""
+    url, _ = app
+    with browser() as chromium:
+        page = chromium.new_page()
+        page.goto(url)
+        page.locator("#login-name textarea, #login-name input").fill("ann1")
+        page.locator("#login-password input").fill("not the password")
+        page.locator("#login-button").click()
+        page.locator("#login-password input").fill(PASSWORD)
+        page.locator("#login-button").click()
+        expect(page.locator("#who")).to_contain_text("Logged in as ann1")
+
+
+@needs_browser
+@pytest.mark.slow  # a server, a proxy or a browser, or CLI processes
 def test_the_sixth_rapid_failed_login_shows_the_wait(app) -> None:
     url, engine = app
 

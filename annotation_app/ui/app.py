@@ -274,9 +274,15 @@ class AnnotationUI:
         ]
         login = guard(self.login_status)(self.do_login)
         entering = [self.token, self.last_tab, self.paused_for, self.shown_user]
+        # A click while the last try's events still run waits for them and then counts (Gradio's
+        # default for a click, "once", would drop it): a quick retry after a refusal is not lost.
         for trigger in (self.login_button.click, self.password.submit):
             trigger(
-                login, [self.name, self.password], [self.token, self.password, self.login_status], **QUICK
+                login,
+                [self.name, self.password],
+                [self.token, self.password, self.login_status],
+                trigger_mode="always_last",
+                **QUICK,
             ).then(self.enter, entering, app_outputs + every_tab, **QUICK)
         self.blocks.load(self.enter, entering, app_outputs + every_tab, **QUICK)
         # Downloads reach only an admin's session cookie (middleware.SessionGate): the page sets it.
