@@ -43,9 +43,9 @@ sample: the critic with FSBS at one LENGTH_MODIFIER or as one plain sample, the 
 SFT-only policy (SFT -> RL -> RL + FSBS), or a critic that quotes a random line. FSBS candidates do
 not depend on LENGTH_MODIFIER (only the final pick does), so one search per sample serves the sweep.
 
-metrics.json (schema version 3):
+metrics.json (schema version 4):
 
-    {"schema": 3, "samples": N, "split": str, "data": str, "settings": {...},
+    {"schema": 4, "samples": N, "split": str, "data": str, "settings": {...},
      "sample_sets": {SET: {"samples": n, "clusters": n, "data": str}, ..., "clean": {...}},
      "operating_point": {"min_score": X, "max_findings": K,
                          "critic": {SET: OP, ..., "clean": CLEAN},
@@ -58,7 +58,12 @@ metrics.json (schema version 3):
      # configs, pareto and per_bug_kind: the ladder's, absent with --no-ladder
      "configs": {NAME: METRICS, ...},  # "critic@lm=X", "critic@single", "random_line", "sft@lm=X",
                                        # "sft@single" (X: LENGTH_MODIFIER; single: one plain sample)
-     "pareto": [{"length_modifier": X, "cbi_rate": ..., "fake_problem_rate": ...}, ...],
+     "pareto": [DIAL, ...],            # the critic's, one per X
+     "sft_pareto": [DIAL, ...],        # with --sft-model
+     "critic_vs_sft": {                # with --sft-model: the critic (RL) minus the SFT critic, paired
+         "top_on_bug_difference": CI,  # review at min-score 0, on `humaneval`
+         "cbi_difference": [{"length_modifier": X, "fake_problem_rate": x, "sft_cbi_at_matched": x,
+                             "matched": CI, "same_length_modifier": CI}, ...]},  # the ladder's
      "per_bug_kind": {KIND: {"samples": n, "cbi_rate": ...}, ...},   # the critic at the default LM
      "clean": {"files": n, "silent_rate": ..., "findings": n, "min_score": X}}   # = operating point
 
@@ -81,13 +86,21 @@ metrics.json (schema version 3):
     CLEAN_BASE = {"files", "false_alarm_rate": CI}
     SWEPT = {"mean_findings", "top_on_bug": CI, "any_on_bug": CI, "line_precision": CI, "silent_rate": CI}
     METRICS = {"samples", "cbi_rate", "fake_problem_rate", "hallucinated_quote_rate", "nitpick_rate",
-               "mean_highlights", "line_precision", "line_recall"}
+               "mean_highlights", "line_precision", "line_recall",
+               "intervals": {"cbi_rate": CI, "fake_problem_rate": CI}}
+    DIAL = {"length_modifier": X, "cbi_rate": x, "fake_problem_rate": x,
+            "intervals": {"cbi_rate": CI, "fake_problem_rate": CI}}
 
 A critique includes the bug (CBI) when the rater scores it 5 or more: a highlight overlaps the bug
 lines (the rater counts a quote found on the bug lines anywhere in the code). The ladder's line
 precision and recall are micro-averaged over samples and use the parser's line mapping (a quote's
 first occurrence): quoted lines that are bug lines over all quoted lines, and bug lines quoted over
 all bug lines.
+
+RL against SFT, as CriticGPT compares them: the ladder's CBI of the critic minus the SFT critic's,
+at the same fake-problem rate (the SFT critic's CBI read off its length-modifier dial,
+`cbi_difference`), and the review's top finding on the bug at min-score 0; both are paired and
+resample the same clusters.
 """
 
 from __future__ import annotations
@@ -103,14 +116,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from critic.core.critique import code_lines, code_spans, format_critique, parse_critique
-from critic.datagen.rating import rate_critique
+from critic.datagen.rating import Rating, rate_critique
 from critic.inference.fsbs import Critic
 from critic.inference.sampling import generate
 from critic.review.fixes import apply_fixes
 from critic.review.reviewer import CHUNKS_PER_BATCH, Finding, SourceFile, filter_findings, raw_findings
 from critic.review.settings import ReviewSettings
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TAMPERED_SETS = ("humaneval", "humaneval_line_uniform", "stdlib")
 CLEAN_SET = "clean"
 SWEEP_MIN_SCORES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -138,13 +151,13 @@ class Metrics:
     line_recall: float
 
 
-def judge(critiques: Sequence[str], samples: Sequence[dict]) -> tuple[Metrics, list[bool]]:
-    """Rubric metrics of one critique per sample, and whether each included its bug."""
-    included, fake, hallucinated, nitpick, highlights = [], 0, 0, 0, 0
+def judge(critiques: Sequence[str], samples: Sequence[dict]) -> tuple[Metrics, list[Rating]]:
+    """Rubric metrics of one critique per sample, and each critique's rating."""
+    ratings, fake, hallucinated, nitpick, highlights = [], 0, 0, 0, 0
     quoted = quoted_bug = bug_total = bug_found = 0
     for critique, sample in zip(critiques, samples, strict=True):
         rating = rate_critique(critique, sample["code"], sample["bug_lines"], sample["description"])
-        included.append(rating.caught)
+        ratings.append(rating)
         fake += rating.fake_problem
         hallucinated += rating.hallucinated_quote
         nitpick += rating.nitpick
@@ -159,7 +172,7 @@ def judge(critiques: Sequence[str], samples: Sequence[dict]) -> tuple[Metrics, l
     n = max(1, len(samples))
     metrics = Metrics(
         samples=len(samples),
-        cbi_rate=sum(included) / n,
+        cbi_rate=sum(r.caught for r in ratings) / n,
         fake_problem_rate=fake / n,
         hallucinated_quote_rate=hallucinated / n,
         nitpick_rate=nitpick / n,
@@ -167,7 +180,7 @@ def judge(critiques: Sequence[str], samples: Sequence[dict]) -> tuple[Metrics, l
         line_precision=quoted_bug / quoted if quoted else 0.0,
         line_recall=bug_found / bug_total if bug_total else 0.0,
     )
-    return metrics, included
+    return metrics, ratings
 
 
 def random_line_critiques(samples: Sequence[dict], seed: int) -> list[str]:
@@ -190,6 +203,23 @@ def search_all(critic: Critic, samples: Sequence[dict], settings: ReviewSettings
         results.extend(critic.search(prompts, [s["code"] for s in batch], settings.fsbs, seed=settings.seed))
         if progress is not None:
             progress(len(results), len(samples))
+    return results
+
+
+def fsbs_results(
+    critic: Critic,
+    samples: Sequence[dict],
+    settings: ReviewSettings,
+    known: list | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list:
+    """Every sample's FSBS result: `known`'s (e.g. the review operating point's), searched where None."""
+    known = known if known is not None else [None] * len(samples)
+    todo = [i for i, r in enumerate(known) if r is None]
+    found = search_all(critic, [samples[i] for i in todo], settings, progress) if todo else []
+    results = list(known)
+    for i, result in zip(todo, found, strict=True):
+        results[i] = result
     return results
 
 
@@ -223,50 +253,135 @@ def ladder(
     sft_critic: Critic | None = None,
     progress: Progress | None = None,
     searched: tuple[list | None, list | None] = (None, None),
+    resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> dict:
-    """The CriticGPT configurations: "configs", "pareto" and "per_bug_kind" of metrics.json.
+    """The CriticGPT configurations: "configs", "pareto" and "per_bug_kind" of metrics.json, and with
+    an SFT critic "sft_pareto" and "critic_vs_sft"'s "cbi_difference".
 
     searched: FSBS results of the samples that the review operating point already has, for the
     critic and the SFT critic (None for a sample it has not); the rest are searched here. Both searches
     give the same candidates (same settings, and a prompt's random stream does not depend on its batch)."""
 
     def search(name: str, who: Critic, known: list | None) -> list:
-        known = known if known is not None else [None] * len(samples)
-        todo = [i for i, r in enumerate(known) if r is None]
         tick = None if progress is None else _stage(progress, name)
-        found = search_all(who, [samples[i] for i in todo], settings, tick) if todo else []
-        results = list(known)
-        for i, result in zip(todo, found, strict=True):
-            results[i] = result
-        return results
+        return fsbs_results(who, samples, settings, known, tick)
 
-    results = search("FSBS (ladder)", critic, searched[0])
+    clusters = [cluster_of(s) for s in samples]
+    length_modifiers = sorted(set(length_modifiers) | {settings.length_modifier})
+    seed = settings.seed
+
+    def rated(critiques: list[str]) -> tuple[dict, list[Rating]]:
+        """A config's METRICS, with intervals for the two rates the dial trades."""
+        metrics, ratings = judge(critiques, samples)
+        ones = [1] * len(samples)
+        intervals = {
+            "cbi_rate": bootstrap_ratio([r.caught for r in ratings], ones, clusters, resamples, seed),
+            "fake_problem_rate": bootstrap_ratio(
+                [r.fake_problem for r in ratings], ones, clusters, resamples, seed
+            ),
+        }
+        return asdict(metrics) | {"intervals": intervals}, ratings
+
+    def dial(name: str, results: list) -> tuple[list[dict], dict[float, list[Rating]]]:
+        """One config per length modifier (FSBS's pick from the same candidates), and its pareto."""
+        pareto, ratings = [], {}
+        for lm in length_modifiers:
+            configs[f"{name}@lm={lm:g}"], ratings[lm] = rated(pick(results, lm))
+            metrics = configs[f"{name}@lm={lm:g}"]
+            pareto.append(
+                {"length_modifier": lm} | {k: metrics[k] for k in _DIAL} | {"intervals": metrics["intervals"]}
+            )
+        return pareto, ratings
+
     configs: dict[str, dict] = {}
-    pareto = []
-    for lm in sorted(set(length_modifiers) | {settings.length_modifier}):
-        metrics, included = judge(pick(results, lm), samples)
-        configs[f"critic@lm={lm:g}"] = asdict(metrics)
-        pareto.append(
+    pareto, ratings = dial("critic", search("FSBS (ladder)", critic, searched[0]))
+    configs["critic@single"] = rated(single_samples(critic, samples, settings))[0]
+    configs["random_line"] = rated(random_line_critiques(samples, settings.seed))[0]
+    report: dict = {"configs": configs, "pareto": pareto}
+    if sft_critic is not None:
+        report["sft_pareto"], sft_ratings = dial("sft", search("SFT FSBS (ladder)", sft_critic, searched[1]))
+        configs["sft@single"] = rated(single_samples(sft_critic, samples, settings))[0]
+        report["critic_vs_sft"] = {
+            "cbi_difference": cbi_difference(ratings, sft_ratings, clusters, resamples, seed)
+        }
+    kinds: dict[str, list[bool]] = defaultdict(list)
+    for sample, rating in zip(samples, ratings[settings.length_modifier], strict=True):
+        kinds[sample["bug_kind"]].append(rating.caught)
+    report["per_bug_kind"] = {
+        k: {"samples": len(v), "cbi_rate": sum(v) / len(v)} for k, v in sorted(kinds.items())
+    }
+    return report
+
+
+# The two rates a ladder config's length modifier trades against each other.
+_DIAL = ("cbi_rate", "fake_problem_rate")
+
+
+def cbi_difference(
+    ours: dict[float, list[Rating]],
+    theirs: dict[float, list[Rating]],
+    clusters: Sequence[str],
+    resamples: int,
+    seed: int,
+    level: float = 0.95,
+) -> list[dict]:
+    """Our CBI minus theirs, per length modifier of ours: at the same length modifier (paired), and at
+    our fake-problem rate ("matched"): their CBI read off their dial, linear between their points in
+    order of fake-problem rate (the best CBI of points that tie) and flat beyond its ends (which favours
+    them: a lower fake-problem rate than any of theirs is credited their lowest point's CBI). The
+    matched interval recomputes both dials on each cluster resample (the same draws as every interval
+    here)."""
+    import numpy as np
+
+    at, count = _cluster_index(clusters)
+    draws = _cluster_draws(count, resamples, seed)
+    sizes = np.bincount(at, minlength=count).astype(float)
+
+    def rate(flags: list[bool]) -> tuple[float, np.ndarray]:
+        per_cluster = np.bincount(at, weights=np.asarray(flags, dtype=float), minlength=count)
+        return float(per_cluster.sum() / sizes.sum()), (draws @ per_cluster) / (draws @ sizes)
+
+    def curve(ratings: dict[float, list[Rating]]) -> dict[float, tuple]:
+        return {
+            lm: (rate([r.caught for r in rs]), rate([r.fake_problem for r in rs]))
+            for lm, rs in ratings.items()
+        }
+
+    mine, other = curve(ours), curve(theirs)
+    other_cbi = np.array([[c[0], *c[1]] for c, _ in other.values()])  # (points, 1 + resamples)
+    other_fake = np.array([[f[0], *f[1]] for _, f in other.values()])
+    out = []
+    for lm, ((cbi, cbi_draws), (fake, fake_draws)) in mine.items():
+        ours_cbi = np.array([cbi, *cbi_draws])
+        ours_fake = np.array([fake, *fake_draws])
+        matched = np.array([_dial_at(x, other_fake[:, j], other_cbi[:, j]) for j, x in enumerate(ours_fake)])
+        gap = ours_cbi - matched
+        paired = [int(a.caught) - int(b.caught) for a, b in zip(ours[lm], theirs[lm], strict=True)]
+        out.append(
             {
                 "length_modifier": lm,
-                "cbi_rate": metrics.cbi_rate,
-                "fake_problem_rate": metrics.fake_problem_rate,
+                "fake_problem_rate": fake,
+                "sft_cbi_at_matched": float(matched[0]),
+                "matched": _percentiles(float(gap[0]), gap[1:][np.isfinite(gap[1:])], level),
+                "same_length_modifier": (
+                    bootstrap_ratio(paired, [1] * len(paired), clusters, resamples, seed, level)
+                    if lm in theirs
+                    else None
+                ),
             }
         )
-        if lm == settings.length_modifier:
-            default_included = included
-    configs["critic@single"] = asdict(judge(single_samples(critic, samples, settings), samples)[0])
-    configs["random_line"] = asdict(judge(random_line_critiques(samples, settings.seed), samples)[0])
-    if sft_critic is not None:
-        sft_results = search("SFT FSBS (ladder)", sft_critic, searched[1])
-        key = f"sft@lm={settings.length_modifier:g}"
-        configs[key] = asdict(judge(pick(sft_results, settings.length_modifier), samples)[0])
-        configs["sft@single"] = asdict(judge(single_samples(sft_critic, samples, settings), samples)[0])
-    kinds: dict[str, list[bool]] = defaultdict(list)
-    for sample, hit in zip(samples, default_included, strict=True):
-        kinds[sample["bug_kind"]].append(hit)
-    per_kind = {k: {"samples": len(v), "cbi_rate": sum(v) / len(v)} for k, v in sorted(kinds.items())}
-    return {"configs": configs, "pareto": pareto, "per_bug_kind": per_kind}
+    return out
+
+
+def _dial_at(x: float, fakes, cbis) -> float:
+    """The CBI of the dial through (fake-problem rate, CBI) points at fake-problem rate `x`."""
+    import numpy as np
+
+    best: dict[float, float] = {}
+    for f, c in zip(fakes, cbis, strict=True):
+        best[float(f)] = max(best.get(float(f), -np.inf), float(c))
+    xs = sorted(best)
+    return float(np.interp(x, xs, [best[f] for f in xs]))
 
 
 def _stage(progress: Progress, name: str) -> Callable[[int, int], None]:
@@ -600,6 +715,24 @@ def localization(
     }
 
 
+def top_on_bug_difference(
+    samples: Sequence[dict],
+    raw: Sequence[list[Finding]],
+    other_raw: Sequence[list[Finding]],
+    settings: ReviewSettings,
+    resamples: int,
+) -> dict:
+    """Our top finding on the bug minus another critic's at min-score 0 (where review points when
+    asked for its best guess), paired over the same samples."""
+    ours, theirs = (
+        top_on_bug(samples, [reported(r, s["code"], settings, 0.0) for r, s in zip(rs, samples, strict=True)])
+        for rs in (raw, other_raw)
+    )
+    differences = [int(a) - int(b) for a, b in zip(ours, theirs, strict=True)]
+    clusters = [cluster_of(s) for s in samples]
+    return bootstrap_ratio(differences, [1] * len(samples), clusters, resamples, settings.seed)
+
+
 def detection_auc(
     samples: Sequence[dict],
     raw: Sequence[Sequence[Finding]],
@@ -872,15 +1005,18 @@ def evaluate(
     sft_searched = None
     if sft_critic is not None:
         sft_sets = {key: sets[key] for key in ("humaneval", CLEAN_SET)}
-        sft_op, _, sft_searched = operating_point(
+        sft_op, sft_raw, sft_searched = operating_point(
             sft_critic, sft_sets, settings, resamples, progress, "review (SFT)"
         )
         report["operating_point"]["sft"] = sft_op
+        report["critic_vs_sft"] = {
+            "top_on_bug_difference": top_on_bug_difference(
+                sets["humaneval"], raw["humaneval"], sft_raw["humaneval"], settings, resamples
+            )
+        }
         sft_searched = sft_searched["humaneval"]
-    report |= (
-        {}
-        if not with_ladder
-        else ladder(
+    if with_ladder:
+        rungs = ladder(
             critic,
             sets["humaneval"],
             settings,
@@ -888,8 +1024,11 @@ def evaluate(
             sft_critic,
             progress,
             searched=(searched["humaneval"], sft_searched),
+            resamples=resamples,
         )
-    )
+        if "critic_vs_sft" in rungs:
+            report["critic_vs_sft"] |= rungs.pop("critic_vs_sft")
+        report |= rungs
     clean = op[CLEAN_SET]
     report["clean"] = {
         "files": clean["files"],
@@ -903,21 +1042,26 @@ def evaluate(
 # -- plots and the report ---------------------------------------------------------------------------
 
 
-def plot_pareto(pareto: Sequence[dict], baselines: dict[str, dict], out: Path) -> None:
-    """CBI against fake-problem rate, one point per LENGTH_MODIFIER (points that coincide share one
-    label), with the baselines marked."""
+def plot_pareto(dials: dict[str, Sequence[dict]], baselines: dict[str, dict], out: Path) -> None:
+    """CBI against fake-problem rate, one point per LENGTH_MODIFIER with its 95% intervals (points that
+    coincide share one label), a line per critic, with the baselines marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
-    ax.plot(
-        [p["fake_problem_rate"] for p in pareto], [p["cbi_rate"] for p in pareto], "o-", label="critic + FSBS"
-    )
     labels: dict[tuple[float, float], list[str]] = defaultdict(list)
-    for p in pareto:
-        labels[(p["fake_problem_rate"], p["cbi_rate"])].append(f"{p['length_modifier']:g}")
+    for name, pareto in dials.items():
+        xs, ys = [p["fake_problem_rate"] for p in pareto], [p["cbi_rate"] for p in pareto]
+        xerr = [_error_bar(p["intervals"]["fake_problem_rate"]) for p in pareto]
+        yerr = [_error_bar(p["intervals"]["cbi_rate"]) for p in pareto]
+        ax.errorbar(
+            xs, ys, xerr=list(zip(*xerr, strict=True)), yerr=list(zip(*yerr, strict=True)),
+            fmt="o-", capsize=2, label=f"{name} + FSBS",
+        )  # fmt: skip
+        for p in pareto:
+            labels[(p["fake_problem_rate"], p["cbi_rate"])].append(f"{p['length_modifier']:g}")
     for (x, y), values in labels.items():
         ax.annotate(f"LM={','.join(values)}", (x, y), textcoords="offset points", xytext=(-10, 8), ha="right")
     for (name, metrics), marker in zip(baselines.items(), "sD^v", strict=False):
@@ -932,6 +1076,13 @@ def plot_pareto(pareto: Sequence[dict], baselines: dict[str, dict], out: Path) -
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def _error_bar(ci: dict) -> tuple[float, float]:
+    """Distances from the value down to the low end and up to the high end (0 where undefined)."""
+    if ci["low"] is None or ci["value"] is None:
+        return 0.0, 0.0
+    return ci["value"] - ci["low"], ci["high"] - ci["value"]
 
 
 def plot_reliability(rel: dict, out: Path) -> None:
@@ -973,6 +1124,9 @@ def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2) + "\n")
     if "pareto" in report:
-        baselines = {name: m for name, m in report["configs"].items() if not name.startswith("critic@lm=")}
-        plot_pareto(report["pareto"], baselines, out / "pareto.png")
+        baselines = {name: m for name, m in report["configs"].items() if "@lm=" not in name}
+        dials = {"critic": report["pareto"]} | (
+            {"SFT": report["sft_pareto"]} if "sft_pareto" in report else {}
+        )
+        plot_pareto(dials, baselines, out / "pareto.png")
     plot_reliability(report["reliability"], out / "reliability.png")

@@ -190,6 +190,9 @@ class RLStage(LoraOptions):
     scale_rewards: str = "group"  # advantages over the group's reward std ("group"), the batch's, or "none"
     temperature: float = 0.7  # of the rollouts, and of the held-out critiques
     hallucination_penalty: float = 0.0  # a second reward: minus this for a quote that is not in the code
+    # "model": the reward model; "rater": the rubric rater that knows the inserted bug, whose overall score
+    # the reward model learns to predict (a perfect reward model: an ablation, rl/reinforce.py)
+    reward: str = "model"
     eval_prompts: int = 16  # validation prompts of the held-out reward, one per function first
     eval_samples: int = 4  # critiques per prompt for the held-out reward, sampled at `temperature`
     use_vllm: bool = False  # rollouts by vLLM, colocated on each GPU (pip install vllm; GPU only)
@@ -205,6 +208,8 @@ class RLStage(LoraOptions):
                 f"rl.batch_size ({self.batch_size}) must be a multiple of rl.group_size ({self.group_size}), "
                 "which is at least 2: each rollout is judged against the others of its group"
             )
+        if self.reward not in ("model", "rater"):
+            raise UserError(f"rl.reward must be model or rater, not {self.reward!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise UserError(f"rl.scale_rewards must be group, batch or none, not {self.scale_rewards!r}")
         if self.kl_coef < 0 or self.clip_epsilon <= 0:

@@ -11,7 +11,11 @@ A critique that quotes code which is not in the code loses `hallucination_penalt
 reward function that TRL logs on its own. The quote is penalised, not masked while sampling: TRL
 scores each rollout's tokens under the policy's own distribution, which a mask would change.
 
-Held-out reward: that same reward of critiques the policy samples for fixed validation prompts,
+`reward: rater` replaces the reward model by the rubric rater the rate stage labels preferences with
+(it knows the inserted bug): the reward model learns to predict its overall score, so this is RL
+against a perfect reward model, an ablation that says how much a better reward model would give.
+
+Held-out reward: the reward model's reward of critiques the policy samples for fixed validation prompts,
 before and after, with the same random draws, so the two differ by the policy alone; and afterwards
 the KL of the policy to the SFT policy on its own critiques.
 """
@@ -39,6 +43,7 @@ from critic.core.critique import (
 )
 from critic.core.tokenizer import load_hf_tokenizer, load_tokenizer
 from critic.core.tokens import EOS, PAD
+from critic.datagen.rating import rate_critique
 from critic.evaluate import bootstrap_ratio
 from critic.inference.sampling import generate
 from critic.model import CriticForCausalLM, CriticForSequenceClassification, load_causal_lm
@@ -95,10 +100,13 @@ def critique_rewards(
     return scores - penalty * made_up.float().to(scores.device)
 
 
-def reward_functions(reward_model: nn.Module, tokenizer) -> list[Callable[..., list[float]]]:
+def reward_functions(
+    reward_model: nn.Module, tokenizer, rater: bool = False
+) -> list[Callable[..., list[float]]]:
     """GRPO's reward functions, weighted 1 and `hallucination_penalty`: the two terms of
-    `critique_rewards`. Each reads the rollouts' tokens (TRL's text drops <end_of_turn>) and the
-    `code` column of the prompts."""
+    `critique_rewards`, or with `rater` the rubric rater's overall score in place of the reward
+    model's. Each reads the rollouts' tokens (TRL's text drops <end_of_turn>) and the prompts'
+    columns: `code`, and for the rater `bug_lines` and `description`."""
 
     def critiques(completion_ids: list[list[int]]) -> list[str]:
         return [read_critique(tokenizer.decode(ids, skip_special_tokens=False)) for ids in completion_ids]
@@ -107,11 +115,15 @@ def reward_functions(reward_model: nn.Module, tokenizer) -> list[Callable[..., l
         pairs = list(zip(code, critiques(completion_ids), strict=True))
         return critique_scores(reward_model, tokenizer, pairs).tolist()
 
+    def rubric_overall(completion_ids, code, bug_lines, description, **_) -> list[float]:
+        rows = zip(critiques(completion_ids), code, bug_lines, description, strict=True)
+        return [float(rate_critique(*row).overall) for row in rows]
+
     def made_up_quote(completion_ids, code, **_) -> list[float]:
         texts = critiques(completion_ids)
         return [-float(quotes_missing_code(c, k)) for c, k in zip(code, texts, strict=True)]
 
-    return [reward_model_score, made_up_quote]
+    return [rubric_overall if rater else reward_model_score, made_up_quote]
 
 
 class GRPOWithReference(GRPOTrainer):
@@ -261,10 +273,14 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
     lora = cfg.lora("CAUSAL_LM")  # with adapters, the frozen reference is the policy with them off
     reference = None if lora else CriticForCausalLM.from_pretrained(sft_dir)
     reward_model = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1).eval()
-    train_codes = data["train"]["code"]
-    prompts = Dataset.from_dict({"prompt": [request(c) + OPENING for c in train_codes], "code": train_codes})
+    train = data["train"]
+    rater = cfg.reward == "rater"
+    prompts = Dataset.from_dict(
+        {"prompt": [request(c) + OPENING for c in train["code"]], "code": train["code"]}
+        | ({"bug_lines": train["bug_lines"], "description": train["description"]} if rater else {})
+    )
     # the penalty's reward function only where it weighs something
-    functions = reward_functions(reward_model, tokenizer)[: 2 if cfg.hallucination_penalty else 1]
+    functions = reward_functions(reward_model, tokenizer, rater)[: 2 if cfg.hallucination_penalty else 1]
     args = GRPOConfig(
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,

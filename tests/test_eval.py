@@ -11,12 +11,15 @@ from cli_process import run_critic
 from conftest import BUG_CRITIQUE, BUG_LINE, BUGGY_CODE, with_comment
 
 from critic.core.critique import code_spans, format_critique
+from critic.datagen.rating import Rating
 from critic.evaluate import (
     BASELINES,
+    _dial_at,
     baseline_line,
     baseline_metrics,
     bootstrap_auc,
     bootstrap_ratio,
+    cbi_difference,
     code_tokens_per_line,
     detection_auc,
     fix_restores,
@@ -58,8 +61,8 @@ def test_metrics_arithmetic():
         ),
         format_critique([("no_such_code()", "Crashes.")]),  # hallucinated quote
     ]
-    metrics, included = judge(critiques, samples)
-    assert included == [True, False, True, False]
+    metrics, ratings = judge(critiques, samples)
+    assert [r.caught for r in ratings] == [True, False, True, False]
     assert metrics.samples == 4
     assert metrics.cbi_rate == 0.5
     assert metrics.fake_problem_rate == 0.75  # the wrong init, the wrong return, the hallucination
@@ -73,9 +76,35 @@ def test_random_line_baseline_quotes_a_real_line():
     samples = [SAMPLE, {**SAMPLE, "code": "x_value = 1\n", "bug_lines": [1]}]
     critiques = random_line_critiques(samples, seed=3)
     assert critiques == random_line_critiques(samples, seed=3)
-    metrics, included = judge(critiques, samples)
-    assert included[1]  # a one-line file: the random line is the bug line
+    metrics, ratings = judge(critiques, samples)
+    assert ratings[1].caught  # a one-line file: the random line is the bug line
     assert metrics.hallucinated_quote_rate == 0.0
+
+
+def test_cbi_at_matched_fake_problem_rate_reads_the_other_dial_between_its_points():
+    def ratings(caught: list[bool], fake: list[bool]) -> list[Rating]:
+        return [
+            Rating(cbi=7 if c else 1, comprehensiveness=1, nitpick=False, fake_problem=f,
+                   hallucinated_quote=False, conciseness=7, overall=4, rationale="")
+            for c, f in zip(caught, fake, strict=True)
+        ]  # fmt: skip
+
+    clusters = ["a", "b", "c", "d"]
+    # Theirs: (fake 0.0, CBI 0.25) at LM 0 and (fake 0.5, CBI 0.75) at LM 1; ours: fake 0.25, CBI 0.75.
+    theirs = {
+        0.0: ratings([True, False, False, False], [False] * 4),
+        1.0: ratings([True, True, True, False], [True, True, False, False]),
+    }
+    ours = {0.0: ratings([True, True, False, True], [True, False, False, False])}
+    (row,) = cbi_difference(ours, theirs, clusters, resamples=200, seed=0)
+    assert row["fake_problem_rate"] == 0.25
+    assert row["sft_cbi_at_matched"] == pytest.approx(0.5)  # halfway along their dial
+    assert row["matched"]["value"] == pytest.approx(0.25)
+    assert row["matched"]["low"] <= 0.25 <= row["matched"]["high"]
+    assert row["same_length_modifier"]["value"] == pytest.approx(0.5)  # against their LM 0
+    # Beyond the other dial's ends it is flat, and ties keep their best CBI.
+    assert _dial_at(0.9, [0.0, 0.5, 0.5], [0.1, 0.3, 0.6]) == pytest.approx(0.6)
+    assert _dial_at(-1.0, [0.2, 0.5], [0.1, 0.6]) == pytest.approx(0.1)
 
 
 # -- bootstrap ---------------------------------------------------------------------------------------
@@ -458,7 +487,7 @@ def test_eval_command_writes_metrics_and_plots(tmp_path, known_critic):
         assert part in console
     assert "top minus longest body line" in console and "fix restores" in console
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["schema"] == 3 and metrics["samples"] == 2 and metrics["split"] == "test"
+    assert metrics["schema"] == 4 and metrics["samples"] == 2 and metrics["split"] == "test"
     sets = ("humaneval", "humaneval_line_uniform", "stdlib")
     assert set(metrics["sample_sets"]) == {*sets, "clean"}
     assert metrics["sample_sets"]["stdlib"]["samples"] == 2
@@ -515,13 +544,26 @@ def test_eval_command_writes_metrics_and_plots(tmp_path, known_critic):
         "critic@single",
         "random_line",
         "sft@lm=0",
+        "sft@lm=1",
         "sft@single",
     }
     fields = {"samples", "cbi_rate", "fake_problem_rate", "hallucinated_quote_rate", "nitpick_rate"}
-    fields |= {"mean_highlights", "line_precision", "line_recall"}
+    fields |= {"mean_highlights", "line_precision", "line_recall", "intervals"}
     assert all(set(m) == fields for m in metrics["configs"].values())
+    for m in metrics["configs"].values():
+        for name, ci in m["intervals"].items():
+            assert ci["value"] == m[name] and ci["low"] <= ci["value"] <= ci["high"]
     assert metrics["configs"]["critic@lm=0"]["cbi_rate"] == 1.0
-    assert [p["length_modifier"] for p in metrics["pareto"]] == [0.0, 1.0]
+    for dial in ("pareto", "sft_pareto"):
+        assert [p["length_modifier"] for p in metrics[dial]] == [0.0, 1.0]
+    # The SFT critic here is the same checkpoint: every paired difference is exactly 0.
+    versus = metrics["critic_vs_sft"]
+    assert versus["top_on_bug_difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert [row["length_modifier"] for row in versus["cbi_difference"]] == [0.0, 1.0]
+    for row in versus["cbi_difference"]:
+        assert row["same_length_modifier"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+        assert row["matched"]["value"] == 0.0
+    assert "critic minus SFT 0.000" in console
     assert metrics["per_bug_kind"] == {"off_by_one_range": {"samples": 2, "cbi_rate": 1.0}}
     assert metrics["clean"]["files"] == 2 and 0.0 <= metrics["clean"]["silent_rate"] <= 1.0
     for plot in ("pareto.png", "reliability.png"):

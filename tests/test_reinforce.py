@@ -11,6 +11,7 @@ from datasets import Dataset
 
 from critic.core.critique import request
 from critic.core.tokenizer import load_hf_tokenizer
+from critic.datagen.rating import rate_critique
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
 from critic.rl.common import merged
 from critic.rl.reinforce import (
@@ -140,6 +141,49 @@ def test_rollouts_are_read_and_rewarded_as_review_reads_a_critique():
     assert made_up(completion_ids=ids, code=[code, code]) == [0.0, -1.0]
     whole = critique_rewards(model, tokenizer, [code, code], critiques, 2.5)
     assert torch.allclose(whole, alone - torch.tensor([0.0, 2.5]), atol=1e-5)
+
+
+def test_the_rater_reward_is_the_rubric_overall_score_the_reward_model_learns():
+    """`reward: rater` (the perfect-reward-model ablation) scores each rollout as the rate stage labels
+    it: the rubric's overall score, which knows the bug; the quote penalty stays a second function."""
+    tokenizer = load_hf_tokenizer()
+    code = "def add(a, b):\n    total = a\n    return a - b"
+    critiques = ["```\nreturn a - b\n```\nShould add.", "```\ntotal = a\n```\nUnused."]
+    ids = [
+        tokenizer(c[len(OPENING) :] + "<end_of_turn>", add_special_tokens=False)["input_ids"]
+        for c in critiques
+    ]
+    rater, made_up = reward_functions(None, tokenizer, rater=True)
+    columns = {"code": [code] * 2, "bug_lines": [[3]] * 2, "description": ["`-` should be `+`."] * 2}
+    scores = rater(completion_ids=ids, **columns)
+    assert scores == [float(rate_critique(c, code, [3], "`-` should be `+`.").overall) for c in critiques]
+    assert scores[0] > scores[1]  # the bug line beats a fake problem
+    assert made_up(completion_ids=ids, code=columns["code"]) == [0.0, 0.0]
+
+
+def test_rl_against_the_rater_trains_on_the_tampered_rows(checkpoints, tmp_path):
+    from datasets import DatasetDict
+
+    from critic.rl.config import RLStage
+    from critic.rl.reinforce import run_rl
+
+    policy_dir, reward_dir = checkpoints
+    train = rows(functions=2, per_function=2)
+    train = train.add_column("bug_lines", [[2]] * len(train))
+    train = train.add_column("description", ["`-` should be `+`."] * len(train))
+    data = DatasetDict({"train": train, "validation": rows(functions=2, per_function=1)})
+    cfg = RLStage(max_steps=1, batch_size=2, group_size=2, max_new_tokens=6, eval_prompts=2, reward="rater")
+    metrics = run_rl(cfg, data, policy_dir, reward_dir, tmp_path / "rl")
+    assert metrics["steps"] == 1 and len(metrics["train_rewards"]) == 1
+    assert 1.0 <= metrics["train_rewards"][0] <= 7.0  # the rubric's scale, not the reward model's
+
+
+def test_an_unknown_rl_reward_is_a_one_line_error():
+    from critic.core.errors import UserError
+    from critic.rl.config import RLStage
+
+    with pytest.raises(UserError, match="rl.reward must be model or rater"):
+        RLStage(reward="oracle")
 
 
 def test_the_vllm_view_is_the_same_model_under_the_name_vllm_knows(checkpoints, tmp_path):

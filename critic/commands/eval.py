@@ -116,14 +116,21 @@ def summary(report: dict) -> str:
                 f"at min-score 0 minus longest body line {_ci(other['localization']['difference'])}"
             )
     if "sft" in op:
-        parts.append(f"SFT top {_ci(op['sft']['humaneval']['top_on_bug'])}")
+        parts.append(
+            f"SFT top {_ci(op['sft']['humaneval']['top_on_bug'])}, at min-score 0 critic minus SFT "
+            f"{_ci(report['critic_vs_sft']['top_on_bug_difference'])}"
+        )
     if "configs" in report:
-        ladder = report["configs"][f"critic@lm={report['settings']['length_modifier']:g}"]
+        lm = report["settings"]["length_modifier"]
+        ladder = report["configs"][f"critic@lm={lm:g}"]
         random_line = report["configs"]["random_line"]["cbi_rate"]
         parts.append(
-            f"ladder CBI {ladder['cbi_rate']:.3f} (random line {random_line:.3f}), "
-            f"fake problems {ladder['fake_problem_rate']:.3f}"
+            f"ladder CBI {_ci(ladder['intervals']['cbi_rate'])} (random line {random_line:.3f}), "
+            f"fake problems {_ci(ladder['intervals']['fake_problem_rate'])}"
         )
+        for row in report.get("critic_vs_sft", {}).get("cbi_difference", []):
+            if row["length_modifier"] == lm:
+                parts.append(f"ladder CBI minus SFT's at the same fake-problem rate {_ci(row['matched'])}")
     return "; ".join(parts)
 
 
