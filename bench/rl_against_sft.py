@@ -9,7 +9,8 @@ modifier, each minus the SFT policy's, paired, with 95% cluster-bootstrap interv
 (critic.evaluate's `top_on_bug_difference` and `cbi_difference`); and its RL stage's own held-out
 reward gain and KL (RL_DIR/done.json). `critic eval --sft-model` gives the same numbers for one run
 (with the clean set and the baselines); here the SFT policy is searched once for all of them.
-Writes OUT/report.json and prints a table.
+Writes OUT/report.json, OUT/curves.png (each run's training reward by step, and every policy's
+ladder dial: CBI against fake-problem rate over the length modifiers) and prints a line per run.
 """
 
 from __future__ import annotations
@@ -93,10 +94,14 @@ def main() -> None:
     for name, directory in runs.items():
         mine = reviewed(Path(directory), args.reward_model, samples, args.bootstrap)
         stage = json.loads((Path(directory) / "done.json").read_text())["metrics"]
+        manifest = Path(directory).parent / "manifest.json"  # the run's config, where it has one
+        settings = json.loads(manifest.read_text())["config"]["rl"] if manifest.is_file() else {}
         row = summary(name, mine, samples, args.bootstrap) | {
             "directory": directory,
+            "rl": settings,
             "held_out_reward_gain": stage.get("reward_gain"),
             "kl": stage.get("kl"),
+            "train_rewards": stage.get("train_rewards", []),
             "top_on_bug_minus_sft": top_on_bug_difference(
                 samples, mine["raw"], sft["raw"], mine["settings"], args.bootstrap
             ),
@@ -113,6 +118,51 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"samples": len(samples), "data": source, "reward_model": str(args.reward_model), "rows": rows}
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(rows, args.out / "curves.png")
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (train, dial) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=120)
+    rubric = None  # runs rewarded by the rater: its 1-7 scale, on an axis of its own
+    for row in rows:
+        if row.get("train_rewards"):
+            rater = row["rl"].get("reward") == "rater"
+            if rater and rubric is None:
+                rubric = train.twinx()
+                rubric.set_ylabel("rubric overall score (dashed: rater-rewarded runs)")
+            (rubric if rater else train).plot(
+                range(1, len(row["train_rewards"]) + 1),
+                row["train_rewards"],
+                "--" if rater else "-",
+                label=row["name"],
+            )
+        points = sorted(row["ladder"].items())
+        dial.plot(
+            [p["fake_problem_rate"]["value"] for _, p in points],
+            [p["cbi_rate"]["value"] for _, p in points],
+            "o-" if row["name"] == "sft" else ".-",
+            label=row["name"],
+            linewidth=2.5 if row["name"] == "sft" else 1,
+        )
+    train.set_xlabel("optimizer step")
+    train.set_ylabel("mean training reward (reward model)")
+    train.set_title("RL training reward")
+    dial.set_xlabel("fake-problem rate")
+    dial.set_ylabel("CBI rate")
+    dial.set_title("ladder dial on HumanEval (length modifiers 0-4)")
+    for ax, where in ((train, "upper left"), (dial, "upper left"), (rubric, "lower right")):
+        if ax is not None and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc=where)
+    train.grid(alpha=0.3)
+    dial.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

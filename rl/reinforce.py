@@ -297,7 +297,8 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
         use_vllm=cfg.use_vllm,
         vllm_mode="colocate",
         remove_unused_columns=False,  # the reward functions read `code`
-        **resumable_args(cfg.seed, out, cfg.save_steps),
+        # every step's reward and KL in the report: RL runs tens of steps, not thousands
+        **(resumable_args(cfg.seed, out, cfg.save_steps) | {"logging_steps": 1}),
     )
     trainer = GRPOWithReference(
         model=policy,
