@@ -94,6 +94,20 @@ def test_the_shipped_critic_refuses_free_text_search(tmp_path):
     ]
 
 
+def test_a_free_text_search_in_the_table_takes_the_model_the_command_line_names(tmp_path, known_critic):
+    """The table is checked with the command line's options, not alone: `search = "fsbs"` there with
+    `--model` given is valid (it was refused as if the shipped critic were asked to write free text)."""
+    from critic.core.errors import UserError
+    from critic.review.settings import load_settings
+
+    policy, _ = known_critic
+    (tmp_path / "pyproject.toml").write_text('[tool.critic]\nsearch = "fsbs"\n')
+    settings, _ = load_settings(tmp_path, model=policy, min_score=None)
+    assert (settings.search, settings.model, settings.min_score) == ("fsbs", policy, 0.2)
+    with pytest.raises(UserError, match="needs a fluent --model"):
+        load_settings(tmp_path)
+
+
 @pytest.mark.parametrize("line_uniform", [False, True])
 def test_every_comment_the_search_can_write_on_tampered_humaneval_is_readable(line_uniform):
     """What critic eval reviews (HumanEval's tasks, tampered as it tampers them): every candidate repair

@@ -48,8 +48,7 @@ def audit(
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    settings, _ = load_settings()
-    settings = settings.updated(model=model, reward_model=reward_model, min_score=min_score, seed=seed)
+    settings, _ = load_settings(model=model, reward_model=reward_model, min_score=min_score, seed=seed)
     source = load_input(data, column, split, label_column)
     main = process_state().is_main_process
     with _bar(main) as advance:

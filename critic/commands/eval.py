@@ -189,8 +189,7 @@ def eval_command(
     ):
         if value is not None and value < least:
             raise UserError(f"{name} must be at least {least}, got {value}")
-    settings, _ = load_settings()
-    settings = settings.updated(model=model, reward_model=reward_model, seed=seed)
+    settings, _ = load_settings(model=model, reward_model=reward_model, seed=seed)
     console = Console(stderr=True)
     with console.status("building samples") as status:
         sets, about, source = humaneval_sets(data, split, seed, per_item, line_uniform, max_samples)

@@ -120,8 +120,7 @@ def review(
     """Review Python code with the critic: quote suspicious code and say what is wrong."""
     from critic.review.settings import load_settings
 
-    settings, _ = load_settings()
-    settings = settings.updated(
+    settings, _ = load_settings(
         model=model,
         reward_model=reward_model,
         min_score=min_score,

@@ -98,11 +98,14 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
-def load_settings(start: Path | None = None) -> tuple[ReviewSettings, Path | None]:
-    """Defaults overridden by the closest [tool.critic] table; returns the file used, if any."""
+def load_settings(start: Path | None = None, **overrides: Any) -> tuple[ReviewSettings, Path | None]:
+    """Defaults overridden by the closest [tool.critic] table, then by `overrides` (the command line's
+    options; None: not given); returns the file used, if any. The settings are checked once, whole: a
+    table's `search = "fsbs"` is valid with the --model a command names."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     path = find_pyproject((start or Path.cwd()).resolve())
     if path is None:
-        return ReviewSettings(), None
+        return ReviewSettings(**given), None
     table = _read_toml(path)["tool"]["critic"]
     known = {f.name.replace("_", "-"): f for f in fields(ReviewSettings)}
     values: dict[str, Any] = {}
@@ -113,7 +116,7 @@ def load_settings(start: Path | None = None) -> tuple[ReviewSettings, Path | Non
             )
         name = known[key].name
         values[name] = _coerce(path, key, value, ReviewSettings.__dataclass_fields__[name].type)
-    return ReviewSettings(**values), path
+    return ReviewSettings(**(values | given)), path
 
 
 def _coerce(path: Path, key: str, value: Any, kind: str) -> Any:
