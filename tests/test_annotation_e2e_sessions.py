@@ -92,7 +92,8 @@ def test_login_passes_the_client_address_and_shows_the_lock(annotation_engine, t
     ui = AnnotationUI(engine, lambda: None)
     login_fn = handler_for(ui, ui.login_button).fn
     request = type("Request", (), {"client": type("Client", (), {"host": "192.0.2.9"})()})()
-    statuses = [login_fn("alice", "wrong password", request)[ui.login_status] for _ in range(6)]
+    tries = [login_fn("alice", "wrong password", None, None, None, request) for _ in range(6)]
+    statuses = [answer[ui.login_status] for answer in tries]
     assert statuses[:5] == ["⚠ wrong user name or password"] * 5
     assert statuses[5] == "⚠ too many failed logins: try again in 30 s"
     with Session(engine) as session:

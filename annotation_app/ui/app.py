@@ -103,13 +103,24 @@ class AnnotationUI:
             self.login_status = gr.Markdown(elem_id="login-status")
             self.first_run = gr.Markdown(elem_id="login-first-run")  # FIRST_RUN, while nobody can log in
 
-    def do_login(self, name: str, password: str, request: gr.Request) -> dict:
+    def do_login(
+        self,
+        name: str,
+        password: str,
+        last_tab: str | None,
+        paused_for: str | None,
+        shown_user: str | None,
+        request: gr.Request,
+    ) -> dict:
         """Throttled per account and per client address (the proxy's X-Forwarded-For, when uvicorn
-        trusts it); a lock answers with the wait in the login status."""
+        trusts it); a lock answers with the wait in the login status. A login shows the app in the same
+        answer (`enter`): as a separate step, a refused try's step could land after the next try's and
+        show the login form again."""
         client = request.client.host if request is not None and request.client is not None else ""
         with Session(self.ctx.engine) as session:
             token = store.login(session, name, password, client=client or "")
-        return {self.token: token, self.password: "", self.login_status: ""}
+        entered = self.enter(token, last_tab, paused_for, shown_user)
+        return entered | {self.token: token, self.password: "", self.login_status: ""}
 
     def do_logout(self, token: str | None) -> dict:
         if token:
@@ -274,16 +285,16 @@ class AnnotationUI:
         ]
         login = guard(self.login_status)(self.do_login)
         entering = [self.token, self.last_tab, self.paused_for, self.shown_user]
-        # A click while the last try's events still run waits for them and then counts (Gradio's
-        # default for a click, "once", would drop it): a quick retry after a refusal is not lost.
+        # A click while the last try still runs waits for it and then counts (Gradio's default for a
+        # click, "once", would drop it): a quick retry after a refusal is not lost.
         for trigger in (self.login_button.click, self.password.submit):
             trigger(
                 login,
-                [self.name, self.password],
-                [self.token, self.password, self.login_status],
+                [self.name, self.password, *entering[1:]],
+                [self.password, *app_outputs, *every_tab],
                 trigger_mode="always_last",
                 **QUICK,
-            ).then(self.enter, entering, app_outputs + every_tab, **QUICK)
+            )
         self.blocks.load(self.enter, entering, app_outputs + every_tab, **QUICK)
         # Downloads reach only an admin's session cookie (middleware.SessionGate): the page sets it.
         for trigger in (self.blocks.load, self.token.change):
