@@ -195,6 +195,8 @@ class RLStage(LoraOptions):
     reward: str = "model"
     eval_prompts: int = 16  # validation prompts of the held-out reward, one per function first
     eval_samples: int = 4  # critiques per prompt for the held-out reward, sampled at `temperature`
+    # rollouts' quotes and inline code held to verbatim code, as FSBS samples critiques (rl/reinforce.py)
+    constrain_quotes: bool = True
     use_vllm: bool = False  # rollouts by vLLM, colocated on each GPU (pip install vllm; GPU only)
     save_steps: int = 50  # a resumable checkpoint every this many steps (RUN/rl/checkpoints/)
     seed: int = 0
@@ -214,6 +216,11 @@ class RLStage(LoraOptions):
             raise UserError(f"rl.scale_rewards must be group, batch or none, not {self.scale_rewards!r}")
         if self.kl_coef < 0 or self.clip_epsilon <= 0:
             raise UserError("rl.kl_coef must be at least 0 and rl.clip_epsilon above 0")
+        if self.use_vllm and self.constrain_quotes:
+            raise UserError(
+                "rl.use_vllm samples rollouts without the quote constraint: set rl.constrain_quotes: false "
+                "with it (rl.hallucination_penalty then scores made-up quotes)"
+            )
 
 
 @dataclass

@@ -5,11 +5,19 @@ of it here: the clipped surrogate objective and a KL penalty to the SFT policy. 
 model: each prompt gets `group_size` rollouts, and a rollout's advantage is its reward against its
 group's mean.
 
-Rollouts begin as FSBS begins a critique, with an opened highlight, and are read as `critic review`
+Rollouts are sampled as FSBS samples a critique at review time: they begin with an opened highlight,
+and (`constrain_quotes`, the default) our sampler holds the quote and the comment's inline code to
+verbatim code (critic.inference.quoting), through TRL's `rollout_func`. They are read as `critic review`
 reads one: cut where the model ended its turn, ended as a model turn, then scored by the reward model.
-A critique that quotes code which is not in the code loses `hallucination_penalty`, through a second
-reward function that TRL logs on its own. The quote is penalised, not masked while sampling: TRL
-scores each rollout's tokens under the policy's own distribution, which a mask would change.
+A critique that still quotes code which is not in the code (a later highlight, or any with the
+constraint off, as vLLM's rollouts are) loses `hallucination_penalty`, through a second reward
+function that TRL logs on its own.
+
+Without the constraint, 98% of the default critic's rollouts quoted lines that are not in the file:
+RL then optimised critiques that `critic review` never shows, and against the rubric rater every
+rollout scored the same. With it, the gradient is still the unmasked policy's (TRL scores each
+rollout's tokens under the policy, not under the mask): on a quote's tokens it raises the line the
+rollout quoted when its critique beat its group, and lowers it when it lost.
 
 `reward: rater` replaces the reward model by the rubric rater the rate stage labels preferences with
 (it knows the inserted bug): the reward model learns to predict its overall score, so this is RL
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -45,6 +54,7 @@ from critic.core.tokenizer import load_hf_tokenizer, load_tokenizer
 from critic.core.tokens import EOS, PAD
 from critic.datagen.rating import rate_critique
 from critic.evaluate import bootstrap_ratio
+from critic.inference.quoting import QuoteConstraint, TokenTrie
 from critic.inference.sampling import generate
 from critic.model import CriticForCausalLM, CriticForSequenceClassification, load_causal_lm
 from critic.rl.common import (
@@ -89,6 +99,37 @@ def critique_scores(reward_model: nn.Module, tokenizer, pairs: Sequence[tuple[st
     finally:
         tokenizer.padding_side = side
     return reward_model(**enc).logits[:, 0].float()
+
+
+def review_constraints(codes: Sequence[str], trie: TokenTrie) -> list[QuoteConstraint]:
+    """Each code's critique held as FSBS holds it by default: its opening quote and its comment's
+    inline code spans verbatim code."""
+    return [QuoteConstraint(code, trie, code_spans=True) for code in codes]
+
+
+def constrained_rollouts(
+    code_of: dict[str, str], trie: TokenTrie, max_new_tokens: int, stop_ids: Sequence[int], temperature: float
+) -> Callable[[list[str], GRPOTrainer], dict]:
+    """TRL's `rollout_func`: one rollout per prompt (TRL has already repeated each prompt for its
+    group), sampled by the policy under `review_constraints` from the global random stream, which the
+    trainer seeds. `code_of` maps each prompt to the code it asks about. The prompts are tokenized as
+    TRL tokenizes them itself."""
+
+    def rollout(prompts: list[str], trainer: GRPOTrainer) -> dict:
+        prompt_ids = trainer.processing_class(text=prompts)["input_ids"]
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(model, "get_base_model"):  # PEFT: its adapters live in the base model's layers
+            model = model.get_base_model()
+        training = model.training
+        model.eval()
+        try:
+            held = review_constraints([code_of[p] for p in prompts], trie)
+            completions = generate(model, prompt_ids, max_new_tokens, stop_ids, temperature, constraints=held)
+        finally:
+            model.train(training)
+        return {"prompt_ids": prompt_ids, "completion_ids": completions, "logprobs": None}
+
+    return rollout
 
 
 def critique_rewards(
@@ -210,17 +251,20 @@ def held_out_reward(
     penalty: float = 0.0,
     reference_dir: Path | None = None,
     batch_size: int = 16,
+    constrain_quotes: bool = False,
 ) -> dict[str, float]:
     """The mean reward (`critique_rewards`) of the policy's critiques of `codes`: greedy (temperature
     0), or `samples` critiques per code drawn at `temperature` from generators seeded by `seed`, so the
     same policy, codes and seed give the same critiques ("rewards": each one's, in the order of
-    `codes`, each code's samples together). With `reference_dir`, also the KL of the
+    `codes`, each code's samples together), under `review_constraints` with `constrain_quotes`, as
+    the rollouts are sampled. With `reference_dir`, also the KL of the
     policy to that reference on these critiques (the mean over critiques of their summed per-token
     log-ratio, at `temperature`), the KL RL's penalty holds down."""
     policy = load_causal_lm(policy_dir)
     reward = CriticForSequenceClassification.from_pretrained(reward_dir, num_labels=1).eval()
     tokenizer, hf_tokenizer = load_tokenizer(policy_dir), load_hf_tokenizer(policy_dir)
     eot, eos = tokenizer.token_to_id(END_OF_TURN), policy.config.eos_token_id
+    trie = TokenTrie.of(tokenizer) if constrain_quotes else None
     samples = 1 if temperature <= 0 else samples
     codes = [code for code in codes for _ in range(samples)]
     rewards: list[torch.Tensor] = []
@@ -229,8 +273,15 @@ def held_out_reward(
     for start in range(0, len(codes), batch_size):
         batch = codes[start : start + batch_size]
         encoded = [tokenizer.encode(request(code) + OPENING).ids for code in batch]
+        constraints = review_constraints(batch, trie) if trie is not None else None
         sampled = generate(
-            policy, encoded, max_new_tokens, stop_ids=[eos, eot], temperature=temperature, seed=seed + start
+            policy,
+            encoded,
+            max_new_tokens,
+            stop_ids=[eos, eot],
+            temperature=temperature,
+            seed=seed + start,
+            constraints=constraints,
         )
         critiques = [read_critique(tokenizer.decode(c, skip_special_tokens=False)) for c in sampled]
         rewards.append(critique_rewards(reward, hf_tokenizer, batch, critiques, penalty))
@@ -256,10 +307,9 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
     def measure(policy: Path, reference: Path | None = None) -> tuple[dict, dict]:
         """(sampled as the rollouts are, greedy) held-out reward; the same draws before and after."""
         n, penalty = cfg.max_new_tokens, cfg.hallucination_penalty
-        first = held_out_reward(
-            policy, reward_dir, codes, n, **sampled, penalty=penalty, reference_dir=reference
-        )
-        return first, held_out_reward(policy, reward_dir, codes, n, penalty=penalty)
+        held = dict(penalty=penalty, constrain_quotes=cfg.constrain_quotes)
+        first = held_out_reward(policy, reward_dir, codes, n, **sampled, **held, reference_dir=reference)
+        return first, held_out_reward(policy, reward_dir, codes, n, **held)
 
     before, greedy_before = measure(sft_dir)
 
@@ -279,6 +329,12 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
         {"prompt": [request(c) + OPENING for c in train["code"]], "code": train["code"]}
         | ({"bug_lines": train["bug_lines"], "description": train["description"]} if rater else {})
     )
+    rollouts = None
+    if cfg.constrain_quotes:
+        code_of = dict(zip(prompts["prompt"], prompts["code"], strict=True))
+        trie = TokenTrie.of(load_tokenizer(sft_dir))
+        stops = [tokenizer.eos_token_id, eot]
+        rollouts = constrained_rollouts(code_of, trie, cfg.max_new_tokens, stops, cfg.temperature)
     # the penalty's reward function only where it weighs something
     functions = reward_functions(reward_model, tokenizer, rater)[: 2 if cfg.hallucination_penalty else 1]
     args = GRPOConfig(
@@ -300,17 +356,20 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
         # every step's reward and KL in the report: RL runs tens of steps, not thousands
         **(resumable_args(cfg.seed, out, cfg.save_steps) | {"logging_steps": 1}),
     )
-    trainer = GRPOWithReference(
-        model=policy,
-        reward_funcs=functions,
-        args=args,
-        train_dataset=prompts,
-        processing_class=tokenizer,
-        peft_config=lora,
-        callbacks=[skip_final_checkpoint()],
-        reference=reference,
-        kl_coef=cfg.kl_coef,
-    )
+    with warnings.catch_warnings():  # rollout_func is marked experimental in TRL; we test it ourselves
+        warnings.filterwarnings("ignore", "You are using 'rollout_func'", UserWarning)
+        trainer = GRPOWithReference(
+            model=policy,
+            reward_funcs=functions,
+            args=args,
+            train_dataset=prompts,
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=[skip_final_checkpoint()],
+            reference=reference,
+            kl_coef=cfg.kl_coef,
+            rollout_func=rollouts,
+        )
     reward_model.to(trainer.accelerator.device)
     checkpoint = resume_point(
         out, {**dataclasses.asdict(cfg), "policy": str(sft_dir), "reward": str(reward_dir)}

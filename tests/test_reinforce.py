@@ -16,6 +16,7 @@ from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClass
 from critic.rl.common import merged
 from critic.rl.reinforce import (
     OPENING,
+    constrained_rollouts,
     critique_rewards,
     eval_codes,
     held_out_reward,
@@ -143,6 +144,51 @@ def test_rollouts_are_read_and_rewarded_as_review_reads_a_critique():
     assert torch.allclose(whole, alone - torch.tensor([0.0, 2.5]), atol=1e-5)
 
 
+def opening_quote(critique: str) -> str:
+    """What a critique's opening highlight quotes: up to its closing fence, or all of it if unclosed."""
+    body = critique[len(OPENING) :].lstrip("\n")
+    return body.split("\n```")[0]
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_rollouts_quote_the_code_verbatim_as_fsbs_samples_them(constrained):
+    """TRL's rollout_func under the quote constraint: one rollout per prompt (TRL repeats a prompt for
+    its group), the prompts tokenized as TRL would, and every opening quote a piece of the code; the
+    same random policy sampling freely (as vLLM's rollouts do) makes quotes up."""
+    from types import SimpleNamespace
+
+    from critic.core.tokenizer import load_tokenizer
+    from critic.inference.quoting import TokenTrie
+    from critic.inference.sampling import generate
+
+    tokenizer = load_hf_tokenizer()
+    torch.manual_seed(0)
+    policy = CriticForCausalLM(to_hf_config(TINY)).train()
+    owners = [
+        code
+        for code in ("def add(a, b):\n    return a - b\n", "def neg(x):\n    return x\n")
+        for _ in range(4)
+    ]
+    prompts = [request(code) + OPENING for code in owners]
+    prompt_ids = tokenizer(text=prompts)["input_ids"]
+    stops = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")]
+    if constrained:
+        trainer = SimpleNamespace(
+            processing_class=tokenizer, model=policy, accelerator=SimpleNamespace(unwrap_model=lambda m: m)
+        )
+        code_of = dict(zip(prompts, owners, strict=True))
+        rollout = constrained_rollouts(code_of, TokenTrie.of(load_tokenizer()), 24, stops, 1.0)
+        out = rollout(prompts, trainer)
+        assert out["prompt_ids"] == prompt_ids and policy.training  # left as the trainer had it
+        completions = out["completion_ids"]
+    else:
+        completions = generate(policy, prompt_ids, 24, stops, 1.0)
+    assert len(completions) == len(prompts)
+    critiques = [read_critique(tokenizer.decode(ids, skip_special_tokens=False)) for ids in completions]
+    verbatim = [opening_quote(c) in code for c, code in zip(critiques, owners, strict=True)]
+    assert all(verbatim) and all(map(opening_quote, critiques)) if constrained else not any(verbatim)
+
+
 def test_the_rater_reward_is_the_rubric_overall_score_the_reward_model_learns():
     """`reward: rater` (the perfect-reward-model ablation) scores each rollout as the rate stage labels
     it: the rubric's overall score, which knows the bug; the quote penalty stays a second function."""
@@ -184,6 +230,9 @@ def test_an_unknown_rl_reward_is_a_one_line_error():
 
     with pytest.raises(UserError, match="rl.reward must be model or rater"):
         RLStage(reward="oracle")
+    with pytest.raises(UserError, match="set rl.constrain_quotes: false"):
+        RLStage(use_vllm=True)
+    assert not RLStage(use_vllm=True, constrain_quotes=False).constrain_quotes
 
 
 def test_the_vllm_view_is_the_same_model_under_the_name_vllm_knows(checkpoints, tmp_path):
