@@ -48,11 +48,10 @@ from transformers import Gemma2ForCausalLM, Gemma2ForSequenceClassification, Tra
 from trl import GRPOConfig, RewardConfig, RewardTrainer, SFTConfig
 
 from critic.core.critique import request, terminate_critique
-from critic.core.tokenizer import load_hf_tokenizer, load_tokenizer
+from critic.core.tokenizer import load_hf_tokenizer
 from critic.datagen.rating import gold_critique
 from critic.datagen.tamper import tamper
 from critic.datagen.tamper_data import humaneval_items
-from critic.inference.quoting import TokenTrie
 from critic.model import CriticConfig, CriticForCausalLM, CriticForSequenceClassification, to_hf_config
 from critic.rl.common import trainer_defaults
 from critic.rl.reinforce import OPENING, GRPOWithReference, constrained_rollouts, reward_functions
@@ -211,11 +210,7 @@ def run_rl(
     prompts = Dataset.from_dict(
         {"prompt": [r["prompt"] + OPENING for r in data], "code": [r["code"] for r in data]}
     )
-    rollouts = None
-    if quoted:
-        code_of = dict(zip(prompts["prompt"], prompts["code"], strict=True))
-        trie = TokenTrie.of(load_tokenizer())
-        rollouts = constrained_rollouts(code_of, trie, sizes.response_length, (), 0.7)
+    rollouts = constrained_rollouts(prompts, tokenizer, sizes.response_length, (), 0.7) if quoted else None
     clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(

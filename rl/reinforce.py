@@ -108,12 +108,14 @@ def review_constraints(codes: Sequence[str], trie: TokenTrie) -> list[QuoteConst
 
 
 def constrained_rollouts(
-    code_of: dict[str, str], trie: TokenTrie, max_new_tokens: int, stop_ids: Sequence[int], temperature: float
+    prompts: Dataset, tokenizer, max_new_tokens: int, stop_ids: Sequence[int], temperature: float
 ) -> Callable[[list[str], GRPOTrainer], dict]:
-    """TRL's `rollout_func`: one rollout per prompt (TRL has already repeated each prompt for its
-    group), sampled by the policy under `review_constraints` from the global random stream, which the
-    trainer seeds. `code_of` maps each prompt to the code it asks about. The prompts are tokenized as
-    TRL tokenizes them itself."""
+    """TRL's `rollout_func` for the rows of `prompts` (its `prompt` and `code` columns): one rollout
+    per prompt (TRL has already repeated each prompt for its group), sampled by the policy under
+    `review_constraints` from the global random stream, which the trainer seeds. The prompts are
+    tokenized as TRL tokenizes them itself."""
+    code_of = dict(zip(prompts["prompt"], prompts["code"], strict=True))
+    trie = TokenTrie.of(tokenizer.backend_tokenizer)
 
     def rollout(prompts: list[str], trainer: GRPOTrainer) -> dict:
         prompt_ids = trainer.processing_class(text=prompts)["input_ids"]
@@ -316,8 +318,8 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
     torch.manual_seed(cfg.seed)
     policy = CriticForCausalLM.from_pretrained(sft_dir)
     # rollouts end where the model ends its turn, as `critic review` reads a critique
-    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    policy.generation_config.eos_token_id = [tokenizer.eos_token_id, eot]
+    stops = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)]
+    policy.generation_config.eos_token_id = stops
     if cfg.use_vllm:
         policy.config._name_or_path = str(vllm_view(sft_dir, out / CHECKPOINTS / "vllm"))
     lora = cfg.lora("CAUSAL_LM")  # with adapters, the frozen reference is the policy with them off
@@ -331,10 +333,7 @@ def run_rl(cfg: RLStage, data: DatasetDict, sft_dir: Path, reward_dir: Path, out
     )
     rollouts = None
     if cfg.constrain_quotes:
-        code_of = dict(zip(prompts["prompt"], prompts["code"], strict=True))
-        trie = TokenTrie.of(load_tokenizer(sft_dir))
-        stops = [tokenizer.eos_token_id, eot]
-        rollouts = constrained_rollouts(code_of, trie, cfg.max_new_tokens, stops, cfg.temperature)
+        rollouts = constrained_rollouts(prompts, tokenizer, cfg.max_new_tokens, stops, cfg.temperature)
     # the penalty's reward function only where it weighs something
     functions = reward_functions(reward_model, tokenizer, rater)[: 2 if cfg.hallucination_penalty else 1]
     args = GRPOConfig(

@@ -157,8 +157,6 @@ def test_rollouts_quote_the_code_verbatim_as_fsbs_samples_them(constrained):
     same random policy sampling freely (as vLLM's rollouts do) makes quotes up."""
     from types import SimpleNamespace
 
-    from critic.core.tokenizer import load_tokenizer
-    from critic.inference.quoting import TokenTrie
     from critic.inference.sampling import generate
 
     tokenizer = load_hf_tokenizer()
@@ -176,8 +174,8 @@ def test_rollouts_quote_the_code_verbatim_as_fsbs_samples_them(constrained):
         trainer = SimpleNamespace(
             processing_class=tokenizer, model=policy, accelerator=SimpleNamespace(unwrap_model=lambda m: m)
         )
-        code_of = dict(zip(prompts, owners, strict=True))
-        rollout = constrained_rollouts(code_of, TokenTrie.of(load_tokenizer()), 24, stops, 1.0)
+        rows = Dataset.from_dict({"prompt": prompts, "code": owners})
+        rollout = constrained_rollouts(rows, tokenizer, 24, stops, 1.0)
         out = rollout(prompts, trainer)
         assert out["prompt_ids"] == prompt_ids and policy.training  # left as the trainer had it
         completions = out["completion_ids"]
